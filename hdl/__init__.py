@@ -1,1 +1,7 @@
+"""Amaranth cores of lowprec."""
 
+from .float import RoundingMode, FloatUnpacker, FloatRounder
+from .mx_quantizer import MXQuantizer
+from .mx_dequantizer import MXDequantizer
+
+__all__ = ["RoundingMode", "FloatUnpacker", "FloatRounder", "MXQuantizer", "MXDequantizer"]

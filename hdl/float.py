@@ -1,0 +1,328 @@
+"""Float unpacking and rounding: the arithmetic shared by every conversion core.
+
+:class:`FloatUnpacker` turns a code of any radix-2 :class:`golden.FloatFormat` (including the
+two's-complement ``int{w}`` elements) into sign, exponent of the leading one, normalised
+significand and special flags. :class:`FloatRounder` turns such an unpacked value back into a
+code of another format with any rounding mode; it is the hardware twin of
+:func:`golden.formats.encode_float` and follows the same numbered steps.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import enum, data, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import FloatFormat, resolve_format
+
+
+__all__ = ["RoundingMode", "ROUNDING_NAMES", "exponent_range", "unpacked_layout",
+           "FloatUnpacker", "FloatRounder", "leading_zeros"]
+
+
+class RoundingMode(enum.Enum, shape=2):
+    """Rounding of the magnitude, as :data:`golden.formats.ROUNDING_MODES`."""
+    NEAREST_EVEN = 0
+    NEAREST_AWAY = 1
+    TOWARD_ZERO  = 2
+    STOCHASTIC   = 3
+
+
+#: Golden-model names of :class:`RoundingMode` members.
+ROUNDING_NAMES = {
+    "nearest_even": RoundingMode.NEAREST_EVEN,
+    "nearest_away": RoundingMode.NEAREST_AWAY,
+    "toward_zero":  RoundingMode.TOWARD_ZERO,
+    "stochastic":   RoundingMode.STOCHASTIC,
+}
+
+
+def _check_hw_format(fmt, what):
+    fmt = resolve_format(fmt, what=what)
+    if fmt.radix != 2:
+        raise ValueError(f"{what} must be a radix-2 format, not {fmt.name}")
+    return fmt
+
+
+def exponent_range(fmt):
+    """``(lowest, highest)`` exponent of the leading one of a finite non-zero value."""
+    fmt = resolve_format(fmt)
+    lowest = fmt.emin - fmt.man_bits if fmt.subnormals else fmt.emin
+    if fmt.twos_complement:
+        return lowest, fmt.emin      # -2^(w-1) has magnitude 2^man * 2^(emin - man)
+    return lowest, fmt.max_exp_field - fmt.bias
+
+
+def unpacked_layout(fmt, *, margin=1):
+    """Layout of an unpacked value of ``fmt``: ``sign``, ``exponent`` (signed, of the leading
+    one, with ``margin`` spare values at each end) and ``significand`` (``man_bits + 1`` bits,
+    leading one in the top bit, all zero for a zero)."""
+    lowest, highest = exponent_range(fmt)
+    return data.StructLayout({
+        "sign":        1,
+        "exponent":    range(lowest - margin, highest + margin + 1),
+        "significand": fmt.man_bits + 1,
+    })
+
+
+def leading_zeros(m, value, width):
+    """Count of leading zeros of a ``width``-bit value (``width`` when it is zero)."""
+    count = Signal(range(width + 1), init=width)
+    for index in range(width):
+        with m.If(value[index]):
+            m.d.comb += count.eq(width - 1 - index)
+    return count
+
+
+class FloatUnpacker(wiring.Component):
+    """Unpacks a code of a radix-2 format (combinational).
+
+    Parameters
+    ----------
+    fmt : str or FloatFormat
+        Format of the code.
+
+    Attributes
+    ----------
+    code : In(fmt.bits)
+        The code.
+    value : Out(unpacked_layout(fmt))
+        Sign, exponent of the leading one (as a power of two) and normalised significand; the
+        significand is zero for ±0, and the fields are meaningless for Inf/NaN.
+    zero, inf, nan : Out(1)
+        The code is ±0, ±Inf, NaN.
+    """
+
+    def __init__(self, fmt):
+        self._fmt = _check_hw_format(fmt, "Format")
+        super().__init__({
+            "code":  In(self._fmt.bits),
+            "value": Out(unpacked_layout(self._fmt)),
+            "zero":  Out(1),
+            "inf":   Out(1),
+            "nan":   Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt = self._fmt
+        man = fmt.man_bits
+        code = self.code
+        value = self.value
+
+        if fmt.twos_complement:
+            negative = code[-1]
+            magnitude = Signal(fmt.bits)
+            m.d.comb += magnitude.eq(Mux(negative, -code.as_signed(), code))
+            zeros = leading_zeros(m, magnitude, man + 1)
+            m.d.comb += [
+                value.sign.eq(negative),
+                value.exponent.eq(fmt.emin - zeros),
+                value.significand.eq((magnitude << zeros)[:man + 1]),
+                self.zero.eq(magnitude == 0),
+            ]
+            return m
+
+        exp_field = code[man:man + fmt.exp_bits]
+        mantissa = code[:man]
+        m.d.comb += value.sign.eq(code[-1])
+        normal = Signal()
+        m.d.comb += normal.eq(exp_field != 0)
+        with m.If(normal):
+            m.d.comb += [
+                value.exponent.eq(exp_field - fmt.bias),
+                value.significand.eq(Cat(mantissa, 1)),
+            ]
+        with m.Elif(fmt.subnormals):
+            zeros = leading_zeros(m, mantissa, man)
+            m.d.comb += [
+                value.exponent.eq(fmt.emin - 1 - zeros),
+                value.significand.eq((Cat(C(0, 1), mantissa) << zeros)[:man + 1]),
+            ]
+        m.d.comb += self.zero.eq(~normal & ((mantissa == 0) | (not fmt.subnormals)))
+
+        all_ones = (1 << fmt.exp_bits) - 1
+        if fmt.specials == "ieee":
+            m.d.comb += [
+                self.inf.eq((exp_field == all_ones) & (mantissa == 0)),
+                self.nan.eq((exp_field == all_ones) & (mantissa != 0)),
+            ]
+        elif fmt.specials == "fn":
+            m.d.comb += self.nan.eq((exp_field == all_ones) & (mantissa == (1 << man) - 1))
+        return m
+
+
+class FloatRounder(wiring.Component):
+    """Rounds an unpacked value to a code of a radix-2 format; pipelined, one value per cycle.
+
+    The value is ``(-1)^sign * significand * 2^(exponent - sig_bits + 1)``, the significand
+    having its leading one in the top bit (or being zero).
+
+    Parameters
+    ----------
+    fmt : str or FloatFormat
+        Target format.
+    exponent_shape : signed shape
+        Shape of the incoming exponent.
+    sig_bits : int
+        Width of the incoming significand, in bits (leading one included).
+    sr_bits : int
+        Width of a stochastic-rounding draw, in bits (1..24).
+    saturate : bool
+        Overflow clamps to ±max finite (otherwise goes to Inf, or NaN for ``fn`` formats;
+        formats without Inf/NaN always saturate).
+
+    Attributes
+    ----------
+    en : In(1)
+        Advance the pipeline by one stage.
+    sign, exponent, significand : In
+        The value (sampled when ``en`` is high).
+    inf, nan : In(1)
+        The value is ±Inf or NaN.
+    mode : In(RoundingMode)
+        Rounding of the magnitude.
+    draw : In(sr_bits)
+        Random integer for stochastic rounding, added below the kept LSB.
+    code : Out(fmt.bits)
+        The rounded code, :attr:`LATENCY` advances after the inputs.
+    """
+
+    LATENCY = 4
+
+    def __init__(self, fmt, *, exponent_shape, sig_bits, sr_bits=8, saturate=True):
+        self._fmt = _check_hw_format(fmt, "Target format")
+        exponent_shape = Shape.cast(exponent_shape)
+        if not exponent_shape.signed:
+            raise TypeError(f"Exponent shape must be signed, not {exponent_shape!r}")
+        if not isinstance(sig_bits, int) or sig_bits < 1:
+            raise ValueError(f"Significand width must be a positive integer, not {sig_bits!r}")
+        if not isinstance(sr_bits, int) or not 1 <= sr_bits <= 24:
+            raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
+                             f"not {sr_bits!r}")
+        self._exponent_shape = exponent_shape
+        self._sig_bits = sig_bits
+        self._sr_bits = sr_bits
+        self._saturate = bool(saturate) or self._fmt.specials in ("none", "zero_only")
+        super().__init__({
+            "en":          In(1),
+            "sign":        In(1),
+            "exponent":    In(exponent_shape),
+            "significand": In(sig_bits),
+            "inf":         In(1),
+            "nan":         In(1),
+            "mode":        In(RoundingMode),
+            "draw":        In(sr_bits),
+            "code":        Out(self._fmt.bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt = self._fmt
+        man = fmt.man_bits
+        R = self._sr_bits
+        # The significand is padded to at least man_bits + 1 bits so that the shift below
+        # never moves left.
+        width = max(self._sig_bits, man + 1)
+        base_shift = width - 1 - man
+        max_shift = width + R                # shifts everything out, leaving only the sticky bit
+        top_lead = fmt.max_exp_field - fmt.bias + 1 if fmt.exp_bits else fmt.emin
+        exponent = self.exponent
+
+        # Stage 1: where the kept LSB lies (step 2) and the exponent part of the code (step 4).
+        s1_shift = Signal(range(max_shift + 1))
+        s1_exp_code = Signal(range((1 << fmt.exp_bits) + 1))
+        s1_flush = Signal()                  # no subnormals and below the normal range
+        s1_huge = Signal()                   # certainly above the largest finite value
+        s1_sig = Signal(width)
+        s1 = [Signal(1, name="s1_sign"), Signal(1, name="s1_inf"), Signal(1, name="s1_nan"),
+              Signal(RoundingMode, name="s1_mode"), Signal(R, name="s1_draw")]
+        below = Signal(exponent.shape().width + 1)   # emin - exponent when positive
+        m.d.comb += below.eq(fmt.emin - exponent)
+        with m.If(self.en):
+            m.d.sync += [
+                s1_sig.eq(self.significand << (width - self._sig_bits)),
+                s1_huge.eq((exponent > top_lead) & self.significand[-1]),
+                Cat(*s1).eq(Cat(self.sign, self.inf, self.nan, self.mode, self.draw)),
+            ]
+            with m.If((exponent >= fmt.emin) & self.significand[-1]):
+                m.d.sync += [
+                    s1_shift.eq(base_shift),
+                    s1_exp_code.eq(Mux(exponent > top_lead, 0, exponent + fmt.bias - 1)),
+                    s1_flush.eq(0),
+                ]
+            with m.Else():
+                extra = below if fmt.subnormals else below + man
+                m.d.sync += [
+                    s1_shift.eq(Mux(extra > max_shift - base_shift, max_shift,
+                                    base_shift + extra)),
+                    s1_exp_code.eq(0),
+                    s1_flush.eq(not fmt.subnormals),
+                ]
+
+        # Stage 2: the kept integer n, the R bits below it and a sticky bit (step 3).
+        extended = Signal(width + R)
+        m.d.comb += extended.eq(s1_sig << R)
+        s2_kept = Signal(man + 2)
+        s2_fraction = Signal(R)
+        s2_sticky = Signal()
+        s2_exp_code = Signal.like(s1_exp_code)
+        s2_flush = Signal()
+        s2_huge = Signal()
+        s2 = [Signal.like(s) for s in s1]
+        with m.If(self.en):
+            shifted = extended >> s1_shift
+            m.d.sync += [
+                s2_kept.eq(shifted[R:]),
+                s2_fraction.eq(shifted[:R]),
+                s2_sticky.eq((extended & ~(C(-1, width + R) << s1_shift)) != 0),
+                s2_exp_code.eq(s1_exp_code),
+                s2_flush.eq(s1_flush),
+                s2_huge.eq(s1_huge),
+                Cat(*s2).eq(Cat(*s1)),
+            ]
+        s2_sign, s2_inf, s2_nan, s2_mode, s2_draw = s2
+
+        # Stage 3: the rounding increment and the magnitude code (steps 3 and 4).
+        guard = s2_fraction[-1]
+        rest = Signal()
+        m.d.comb += rest.eq((s2_fraction[:-1] != 0) | s2_sticky if R > 1 else s2_sticky)
+        increment = Signal()
+        with m.Switch(s2_mode):
+            with m.Case(RoundingMode.NEAREST_EVEN):
+                m.d.comb += increment.eq(guard & (rest | s2_kept[0]))
+            with m.Case(RoundingMode.NEAREST_AWAY):
+                m.d.comb += increment.eq(guard)
+            with m.Case(RoundingMode.TOWARD_ZERO):
+                m.d.comb += increment.eq(0)
+            with m.Case(RoundingMode.STOCHASTIC):
+                m.d.comb += increment.eq((s2_fraction + s2_draw)[R])
+        magnitude_width = fmt.exp_bits + man + 2
+        s3_magnitude = Signal(magnitude_width)
+        s3_overflow = Signal()
+        s3 = [Signal(1, name="s3_sign"), Signal(1, name="s3_nan")]
+        rounded = Signal(man + 2)
+        m.d.comb += rounded.eq(s2_kept + increment)
+        with m.If(self.en):
+            magnitude = Mux(s2_flush, rounded << man, (s2_exp_code << man) + rounded)
+            m.d.sync += [
+                s3_magnitude.eq(magnitude),
+                s3_overflow.eq(s2_huge | s2_inf),
+                Cat(*s3).eq(Cat(s2_sign, s2_nan)),
+            ]
+        s3_sign, s3_nan = s3
+
+        # Stage 4: overflow, specials and the sign (steps 5 and 6).
+        final = Signal(magnitude_width)
+        with m.If(s3_overflow | (s3_magnitude > fmt.max_code)):
+            if self._saturate:
+                m.d.comb += final.eq(fmt.max_code)
+            else:
+                m.d.comb += final.eq(fmt.inf_code if fmt.specials == "ieee" else fmt.nan_code)
+        with m.Else():
+            m.d.comb += final.eq(s3_magnitude)
+        with m.If(self.en):
+            if fmt.twos_complement:
+                signed = Mux(s3_sign, -final, final)
+            else:
+                signed = Cat(final[:fmt.bits - 1], s3_sign)
+            m.d.sync += self.code.eq(Mux(s3_nan, fmt.nan_code or 0, signed))
+        return m

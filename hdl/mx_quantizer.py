@@ -1,0 +1,328 @@
+"""MX/BFP quantizer: float elements in, MX blocks (E8M0 scale + element codes) out.
+
+The hardware twin of :func:`golden.encode_mx`. Two halves, as in ``golden/mx.py``:
+
+* the *collector* unpacks each beat, keeps the running block maximum of the exponents and a
+  NaN/Inf flag, and writes the unpacked beat into one of two block banks of a memory;
+* the *converter* reads a finished bank beat by beat, scales each element by the shared
+  exponent ``E`` and rounds it to the element format (:class:`hdl.float.FloatRounder`),
+  assembling the codes of a block into the output payload.
+
+The collector fills one bank while the converter empties the other, so a block of
+``block / lanes`` beats enters every ``block / lanes`` cycles and the core accepts one beat per
+cycle without bubbles whenever the output is ready. A frame whose final beat (``last``) ends
+inside a block is padded with +0 elements to the block boundary, exactly as the golden model
+pads the last axis; the input is held off (``i.ready`` low) while the padding is inserted.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.mx import SCALE_BIAS, SCALE_EMAX, SCALE_NAN, check_block, check_element
+from .float import FloatUnpacker, FloatRounder, exponent_range, unpacked_layout
+from .mx_layouts import (check_in_format, check_lanes, float_beat_layout, mx_block_layout,
+                         mx_config_layout)
+from .rng import StochasticDraws
+
+
+__all__ = ["MXQuantizer"]
+
+
+def _maximum(m, values):
+    """Maximum of signed values, as a balanced tree."""
+    while len(values) > 1:
+        paired = []
+        for a, b in zip(values[0::2], values[1::2]):
+            larger = Signal.like(a)
+            m.d.comb += larger.eq(Mux(a > b, a, b))
+            paired.append(larger)
+        if len(values) % 2:
+            paired.append(values[-1])
+        values = paired
+    return values[0]
+
+
+class MXQuantizer(wiring.Component):
+    """Quantizes a stream of floats into MX blocks.
+
+    Parameters
+    ----------
+    in_format : str
+        Format of the incoming elements: ``"fp32"``, ``"bf16"`` or ``"fp16"`` bit patterns.
+    elem : str or FloatFormat
+        Element format of the blocks (``"e4m3"``, ``"int8"``, ...; any radix-2 format of at
+        most 16 bits).
+    block : int
+        Elements per block (power of two, 2..64).
+    lanes : int
+        Elements per input beat (power of two, 1..block).
+    sr_bits : int
+        Bits per stochastic-rounding draw (1..24).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(float_beat_layout(in_format, lanes)))
+        Elements in stream order, ``lanes`` per beat; ``last`` marks the final beat of a frame.
+    o : Out(stream.Signature(mx_block_layout(elem, block)))
+        One block per beat: E8M0 ``scale``, element ``codes``, ``last`` on a frame's final block.
+    cfg : In(mx_config_layout)
+        Rounding mode and seed, sampled with the first beat of each frame; the generator of
+        stochastic rounding restarts from the seed at every frame.
+    """
+
+    def __init__(self, *, in_format="fp32", elem="e4m3", block=32, lanes=1, sr_bits=8):
+        self._in_format = check_in_format(in_format)
+        self._elem = check_element(elem)
+        self._block = check_block(block)
+        self._lanes = check_lanes(lanes, self._block)
+        if isinstance(sr_bits, bool) or not isinstance(sr_bits, int) or not 1 <= sr_bits <= 24:
+            raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
+                             f"not {sr_bits!r}")
+        self._sr_bits = sr_bits
+        super().__init__({
+            "i":   In(stream.Signature(float_beat_layout(self._in_format, self._lanes))),
+            "o":   Out(stream.Signature(mx_block_layout(self._elem, self._block))),
+            "cfg": In(mx_config_layout),
+        })
+
+    @property
+    def beats_per_block(self):
+        return self._block // self._lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._lanes
+        beats = self.beats_per_block
+        element = unpacked_layout(self._in_format)
+        row = data.ArrayLayout(element, lanes)
+        lowest, highest = exponent_range(self._in_format)
+        exponent_shape = Shape.cast(element["exponent"].shape)
+        nothing = lowest - 1                # the exponent a zero element contributes to a maximum
+
+        # ---- Collector, stage 1: unpack the accepted beat.
+        in_frame = Signal()
+        frame_cfg = Signal(mx_config_layout)
+        p1_valid = Signal()
+        p1_row = Signal(row)
+        p1_peak = [Signal(exponent_shape, name=f"p1_peak{l}") for l in range(lanes)]
+        p1_special = Signal()
+        p1_last = Signal()
+        p1_first = Signal()
+        p1_cfg = Signal(mx_config_layout)
+        p1_ready = Signal()
+        m.d.comb += self.i.ready.eq(p1_ready)
+
+        specials = []
+        with m.If(p1_ready):
+            m.d.sync += p1_valid.eq(self.i.valid)
+            for lane in range(lanes):
+                unpacker = FloatUnpacker(self._in_format)
+                m.submodules[f"unpack{lane}"] = unpacker
+                m.d.comb += unpacker.code.eq(self.i.payload.data[lane])
+                m.d.sync += [
+                    p1_row[lane].eq(unpacker.value),
+                    p1_peak[lane].eq(Mux(unpacker.zero, nothing, unpacker.value.exponent)),
+                ]
+                specials.append(unpacker.inf | unpacker.nan)
+            first = ~in_frame
+            m.d.sync += [
+                p1_special.eq(Cat(specials).any()),
+                p1_last.eq(self.i.payload.last),
+                p1_first.eq(first),
+                p1_cfg.eq(Mux(first, self.cfg, frame_cfg)),
+            ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += in_frame.eq(~self.i.payload.last)
+            with m.If(~in_frame):
+                m.d.sync += frame_cfg.eq(self.cfg)
+
+        # ---- Collector, stage 2: the beat's maximum exponent.
+        p2_valid = Signal()
+        p2_row = Signal(row)
+        p2_peak = Signal(exponent_shape)
+        p2_special = Signal()
+        p2_last = Signal()
+        p2_first = Signal()
+        p2_cfg = Signal(mx_config_layout)
+        p2_ready = Signal()
+        m.d.comb += p1_ready.eq(~p1_valid | p2_ready)
+        with m.If(p2_ready):
+            m.d.sync += [
+                p2_valid.eq(p1_valid),
+                p2_row.eq(p1_row),
+                p2_peak.eq(_maximum(m, p1_peak)),
+                p2_special.eq(p1_special),
+                p2_last.eq(p1_last),
+                p2_first.eq(p1_first),
+                p2_cfg.eq(p1_cfg),
+            ]
+
+        # ---- Collector, stage 3: write the beat into the bank, accumulate the block maximum.
+        m.submodules.banks = banks = Memory(shape=row, depth=2 * beats, init=[])
+        write = banks.write_port()
+        read = banks.read_port(domain="sync")
+
+        full = Signal(2)                    # bank holds a finished block not yet read out
+        descriptor = data.StructLayout({
+            "peak":    exponent_shape,      # maximum exponent of the leading one
+            "special": 1,                   # the block holds a NaN or an Inf
+            "first":   1,                   # the block starts a frame
+            "last":    1,                   # the block ends a frame
+            "cfg":     mx_config_layout,
+        })
+        descriptors = Array(Signal(descriptor, name=f"descriptor{b}") for b in range(2))
+
+        write_bank = Signal()
+        write_beat = Signal(range(beats))
+        padding = Signal()
+        block_peak = Signal(exponent_shape)
+        block_special = Signal()
+        block_first = Signal()
+        block_cfg = Signal(mx_config_layout)
+
+        bank_free = ~full.bit_select(write_bank, 1)
+        step = Signal()
+        m.d.comb += [
+            p2_ready.eq(~p2_valid | (bank_free & ~padding)),
+            step.eq((p2_valid | padding) & bank_free),
+        ]
+        beat_peak = Mux(padding, nothing, p2_peak)
+        beat_special = ~padding & p2_special
+        closing = padding | p2_last
+        starting = write_beat == 0
+        peak = Signal(exponent_shape)
+        special = Signal()
+        first = Signal()
+        cfg = Signal(mx_config_layout)
+        m.d.comb += [
+            peak.eq(Mux(starting | (beat_peak > block_peak), beat_peak, block_peak)),
+            special.eq(beat_special | (~starting & block_special)),
+            first.eq(Mux(starting, p2_first, block_first)),
+            cfg.eq(Mux(starting, p2_cfg, block_cfg)),
+            write.addr.eq(write_bank * beats + write_beat),
+            write.data.eq(Mux(padding, 0, p2_row)),
+            write.en.eq(step),
+        ]
+        with m.If(step):
+            m.d.sync += [
+                block_peak.eq(peak),
+                block_special.eq(special),
+                block_first.eq(first),
+                block_cfg.eq(cfg),
+            ]
+            with m.If(write_beat == beats - 1):
+                m.d.sync += [
+                    descriptors[write_bank].eq(Cat(peak, special, first, closing, cfg)),
+                    full.bit_select(write_bank, 1).eq(1),
+                    write_bank.eq(~write_bank),
+                    write_beat.eq(0),
+                    padding.eq(0),
+                ]
+            with m.Else():
+                m.d.sync += write_beat.eq(write_beat + 1)
+                with m.If(closing):
+                    m.d.sync += padding.eq(1)
+
+        # ---- Converter. Everything below advances together unless the output is held.
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        # Stage 0: issue the read of the next beat of the oldest full bank.
+        read_bank = Signal()
+        read_beat = Signal(range(beats))
+        current = descriptors[read_bank]
+        available = full.bit_select(read_bank, 1)
+        shared = Signal(range(-SCALE_EMAX, SCALE_EMAX + 1))
+        unclamped = Signal(range(nothing - self._elem.emax, highest - self._elem.emax + 1))
+        m.d.comb += [
+            unclamped.eq(current.peak - self._elem.emax),
+            shared.eq(Mux((current.peak == nothing) | (unclamped < -SCALE_EMAX), -SCALE_EMAX,
+                          Mux(unclamped > SCALE_EMAX, SCALE_EMAX, unclamped))),
+            read.addr.eq(read_bank * beats + read_beat),
+            read.en.eq(advance),
+        ]
+        control = data.StructLayout({
+            "valid":   1,
+            "beat":    range(beats),
+            "end":     1,               # final beat of the block
+            "restart": 1,               # first beat of a frame: restart the generator
+            "shared":  shared.shape(),
+            "special": 1,
+            "last":    1,
+            "cfg":     mx_config_layout,
+        })
+        s1 = Signal(control)
+        with m.If(advance):
+            m.d.sync += [
+                s1.valid.eq(available),
+                s1.beat.eq(read_beat),
+                s1.end.eq(read_beat == beats - 1),
+                s1.restart.eq(current.first & (read_beat == 0)),
+                s1.shared.eq(shared),
+                s1.special.eq(current.special),
+                s1.last.eq(current.last),
+                s1.cfg.eq(current.cfg),
+            ]
+            with m.If(available):
+                with m.If(read_beat == beats - 1):
+                    m.d.sync += [
+                        read_beat.eq(0),
+                        read_bank.eq(~read_bank),
+                        full.bit_select(read_bank, 1).eq(0),
+                    ]
+                with m.Else():
+                    m.d.sync += read_beat.eq(read_beat + 1)
+
+        # Stage 1 onwards: scale and round every lane.
+        m.submodules.draws = draws = StochasticDraws(lanes=lanes, sr_bits=self._sr_bits)
+        m.d.comb += [
+            draws.seed.eq(s1.cfg.seed),
+            draws.restart.eq(s1.restart),
+            draws.advance.eq(s1.valid & advance),
+        ]
+        scaled_shape = Shape.cast(range(nothing - SCALE_EMAX, highest + SCALE_EMAX + 1))
+        rounders = []
+        for lane in range(lanes):
+            rounder = FloatRounder(self._elem, exponent_shape=scaled_shape,
+                                   sig_bits=Shape.cast(element["significand"].shape).width,
+                                   sr_bits=self._sr_bits, saturate=True)
+            m.submodules[f"round{lane}"] = rounder
+            value = read.data[lane]
+            m.d.comb += [
+                rounder.en.eq(advance),
+                rounder.sign.eq(value.sign),
+                rounder.exponent.eq(value.exponent - s1.shared),
+                rounder.significand.eq(value.significand),
+                rounder.mode.eq(s1.cfg.rounding),
+                rounder.draw.eq(draws.draws[lane]),
+            ]
+            rounders.append(rounder)
+
+        stage = s1
+        for index in range(FloatRounder.LATENCY):
+            delayed = Signal(control, name=f"s{index + 2}")
+            with m.If(advance):
+                m.d.sync += delayed.eq(stage)
+            stage = delayed
+
+        # Output: collect the codes of a block into the payload; present it when complete.
+        codes = self.o.payload.codes
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(advance & stage.valid):
+            with m.Switch(stage.beat):
+                for beat in range(beats):
+                    with m.Case(beat):
+                        for lane, rounder in enumerate(rounders):
+                            m.d.sync += codes[beat * lanes + lane].eq(
+                                Mux(stage.special, 0, rounder.code))
+            with m.If(stage.end):
+                m.d.sync += [
+                    self.o.valid.eq(1),
+                    self.o.payload.scale.eq(Mux(stage.special, SCALE_NAN,
+                                                stage.shared + SCALE_BIAS)),
+                    self.o.payload.last.eq(stage.last),
+                ]
+        return m
