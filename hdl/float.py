@@ -55,6 +55,7 @@ def unpacked_layout(fmt, *, margin=1):
     """Layout of an unpacked value of ``fmt``: ``sign``, ``exponent`` (signed, of the leading
     one, with ``margin`` spare values at each end) and ``significand`` (``man_bits + 1`` bits,
     leading one in the top bit, all zero for a zero)."""
+    fmt = resolve_format(fmt)
     lowest, highest = exponent_range(fmt)
     return data.StructLayout({
         "sign":        1,

@@ -1,0 +1,190 @@
+"""The ``lowprec`` command line."""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong; the message says which and why."""
+
+
+def _cores():
+    from hdl import MXQuantizer, MXDequantizer
+    return {
+        "mx-quantizer":   MXQuantizer,
+        "mx-dequantizer": MXDequantizer,
+    }
+
+
+def _parse_params(pairs):
+    params = {}
+    for pair in pairs or ():
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--param must look like NAME=VALUE, not {pair!r}")
+        name = name.replace("-", "_")
+        try:
+            value = int(text, 0)
+        except ValueError:
+            value = {"true": True, "false": False}.get(text.lower(), text)
+        params[name] = value
+    return params
+
+
+def _load_array(path):
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"Input file {str(path)!r} does not exist")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise UsageError(f"Input file {str(path)!r} is not a .npy array: {error}") from None
+    if not isinstance(array, np.ndarray) or array.ndim == 0:
+        raise UsageError(f"Input file {str(path)!r} must hold an array with at least one axis")
+    return array
+
+
+def cmd_quantize(args):
+    import golden
+    x = _load_array(args.input)
+    if args.in_format is None:
+        in_format = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(
+            x.dtype.name, "fp32")
+    else:
+        in_format = args.in_format
+    from sim.mx import cast_to, quantize_mx_rtl
+    x = cast_to(x, in_format)
+    scales, codes = golden.encode_mx(x, args.elem, args.block, args.rounding, args.seed)
+    if args.rtl:
+        rtl_scales, rtl_codes = quantize_mx_rtl(x, elem=args.elem, block=args.block,
+                                                rounding=args.rounding, seed=args.seed,
+                                                in_format=in_format, lanes=args.lanes)
+        same = np.array_equal(rtl_scales, scales) and np.array_equal(rtl_codes, codes)
+        print(f"RTL == golden: {'yes' if same else 'NO'} "
+              f"({scales.size} blocks, {x.size} elements)")
+        if not same:
+            return 1
+    values = golden.decode_mx(scales, codes, args.elem, args.block)[..., :x.shape[-1]]
+    out = cast_to(values, in_format)
+    np.save(args.output, out)
+    if args.codes:
+        np.savez(args.codes, scales=scales, codes=codes)
+    return 0
+
+
+def cmd_verilog(args):
+    from amaranth.back import verilog
+    cores = _cores()
+    if args.core not in cores:
+        raise UsageError(f"Core must be one of {', '.join(cores)}, not {args.core!r}")
+    params = _parse_params(args.param)
+    try:
+        component = cores[args.core](**params)
+    except TypeError as error:
+        raise UsageError(f"Bad parameter for {args.core}: {error}") from None
+    text = verilog.convert(component, name=args.name)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return 0
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    return run_demo(rtl=not args.no_rtl, simulator=args.simulator, lanes=args.lanes)
+
+
+def cmd_bench(args, rest):
+    from . import bench
+    return bench.main(rest)
+
+
+def build_parser():
+    import golden
+    from hdl.mx_layouts import IN_FORMATS
+    parser = argparse.ArgumentParser(
+        prog="lowprec",
+        description="Bit-exact low-precision number formats: golden model, RTL cores, tools.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    q = commands.add_parser(
+        "quantize", help="MX-quantize a .npy tensor along its last axis",
+        description="Quantize IN.npy to an MX/BFP format along the last axis and write the "
+                    "quantized values (in the input's float format) to OUT.npy. The last "
+                    "axis is padded with zeros to a multiple of the block internally.")
+    q.add_argument("input", metavar="IN.npy", help="input tensor (float32, float16 or bfloat16)")
+    q.add_argument("-o", "--output", metavar="OUT.npy", required=True,
+                   help="where to write the quantized values")
+    q.add_argument("--elem", default="e4m3", choices=list(golden.FORMATS),
+                   help="element format (default e4m3); MX formats: "
+                        + ", ".join(golden.MX_ELEMENTS))
+    q.add_argument("--block", type=int, default=32,
+                   help="elements per shared scale, a power of two 2..64 (default 32)")
+    q.add_argument("--rounding", default="nearest_even", choices=golden.ROUNDING_MODES,
+                   help="element rounding (default nearest_even)")
+    q.add_argument("--seed", type=int, default=0,
+                   help="32-bit seed of stochastic rounding (default 0)")
+    q.add_argument("--in-format", choices=IN_FORMATS, default=None,
+                   help="float format of the elements (default: from the array's dtype; "
+                        "float64 input is rounded to fp32 first)")
+    q.add_argument("--codes", metavar="CODES.npz",
+                   help="also write the E8M0 scales and element codes")
+    q.add_argument("--rtl", action="store_true",
+                   help="also run the MXQuantizer RTL in simulation and fail unless it "
+                        "produces the same codes as the golden model")
+    q.add_argument("--lanes", type=int, default=8,
+                   help="elements per beat of the simulated core with --rtl (default 8)")
+    q.set_defaults(func=cmd_quantize)
+
+    v = commands.add_parser(
+        "verilog", help="generate Verilog for a core",
+        description="Elaborate a core with the given parameters and write Verilog. "
+                    "Cores: mx-quantizer (in_format, elem, block, lanes, sr_bits), "
+                    "mx-dequantizer (elem, block, out_format, lanes).")
+    v.add_argument("core", metavar="CORE", help="mx-quantizer or mx-dequantizer")
+    v.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
+                   help="core parameter, e.g. -p elem=e4m3 -p block=32 (repeatable)")
+    v.add_argument("--name", default="top", help="Verilog module name (default top)")
+    v.add_argument("-o", "--output", metavar="FILE.v", required=True,
+                   help="output file, or - for standard output")
+    v.set_defaults(func=cmd_verilog)
+
+    d = commands.add_parser(
+        "demo", help="quantize the built-in activation sample to every MX format",
+        description="Quantize a built-in ReLU-like activation sample (fixed seed) to each "
+                    "MX format with the golden model and the RTL quantizer, and print "
+                    "bits/element, compression, RMSE, SQNR and RTL == golden.")
+    d.add_argument("--no-rtl", action="store_true", help="golden model only")
+    d.add_argument("--simulator", choices=("icarus", "verilator"), default=None,
+                   help="simulator for the RTL (default icarus, or $LOWPREC_SIM)")
+    d.add_argument("--lanes", type=int, default=8, help="elements per beat (default 8)")
+    d.set_defaults(func=cmd_demo)
+
+    commands.add_parser(
+        "bench", add_help=False, help="synthesis, place-and-route and speed figures",
+        description="See 'lowprec bench --help'.")
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "bench":
+        return cmd_bench(None, argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ValueError, TypeError) as error:
+        print(f"lowprec {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
