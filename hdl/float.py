@@ -65,16 +65,30 @@ def unpacked_layout(fmt, *, margin=1):
 
 
 def leading_zeros(m, value, width):
-    """Count of leading zeros of a ``width``-bit value (``width`` when it is zero)."""
-    count = Signal(range(width + 1), init=width)
-    for index in range(width):
-        with m.If(value[index]):
-            m.d.comb += count.eq(width - 1 - index)
-    return count
+    """Count of leading zeros of a ``width``-bit value (``width`` when it is zero).
+
+    The value is padded below its LSB to a power-of-two width and counted as a balanced tree
+    of halves, so that every level only selects and concatenates (no adders)."""
+    size = 1 << max(width - 1, 0).bit_length()
+    bits = [C(0, 1)] * (size - width) + [value[i] for i in range(width)]
+
+    def count(bits):
+        # (all zero, leading zeros) of a power-of-two list of bits, most significant last.
+        if len(bits) == 1:
+            return ~bits[0], C(0, 0)
+        half = len(bits) // 2
+        low_zero, low_count = count(bits[:half])
+        high_zero, high_count = count(bits[half:])
+        return low_zero & high_zero, Mux(high_zero, Cat(low_count, 1), Cat(high_count, 0))
+
+    all_zero, total = count(bits)
+    result = Signal(range(width + 1))
+    m.d.comb += result.eq(Mux(all_zero, width, total))
+    return result
 
 
 class FloatUnpacker(wiring.Component):
-    """Unpacks a code of a radix-2 format (combinational).
+    """Unpacks codes of a radix-2 format; pipelined, one code per cycle.
 
     Parameters
     ----------
@@ -83,18 +97,24 @@ class FloatUnpacker(wiring.Component):
 
     Attributes
     ----------
+    en : In(1)
+        Advance the pipeline by one stage.
     code : In(fmt.bits)
-        The code.
+        The code (sampled when ``en`` is high).
     value : Out(unpacked_layout(fmt))
         Sign, exponent of the leading one (as a power of two) and normalised significand; the
         significand is zero for ±0, and the fields are meaningless for Inf/NaN.
+        :attr:`LATENCY` advances after the code.
     zero, inf, nan : Out(1)
-        The code is ±0, ±Inf, NaN.
+        The code is ±0, ±Inf, NaN (with :attr:`value`).
     """
+
+    LATENCY = 2
 
     def __init__(self, fmt):
         self._fmt = _check_hw_format(fmt, "Format")
         super().__init__({
+            "en":    In(1),
             "code":  In(self._fmt.bits),
             "value": Out(unpacked_layout(self._fmt)),
             "zero":  Out(1),
@@ -109,45 +129,65 @@ class FloatUnpacker(wiring.Component):
         code = self.code
         value = self.value
 
+        # Stage 1: the integer significand M (value M * 2^(scale)), its leading zeros, flags.
+        # Stage 2: normalise M and place the exponent of its leading one.
+        s1_sign = Signal()
+        s1_integer = Signal(man + 1)
+        s1_zeros = Signal(range(man + 2))
+        s1_normal = Signal()
+        s1_exp_field = Signal(max(fmt.exp_bits, 1))
+        s1_flags = Signal(3)                # zero, inf, nan
+
         if fmt.twos_complement:
             negative = code[-1]
             magnitude = Signal(fmt.bits)
             m.d.comb += magnitude.eq(Mux(negative, -code.as_signed(), code))
             zeros = leading_zeros(m, magnitude, man + 1)
-            m.d.comb += [
-                value.sign.eq(negative),
-                value.exponent.eq(fmt.emin - zeros),
-                value.significand.eq((magnitude << zeros)[:man + 1]),
-                self.zero.eq(magnitude == 0),
-            ]
-            return m
+            with m.If(self.en):
+                m.d.sync += [
+                    s1_sign.eq(negative),
+                    s1_integer.eq(magnitude),
+                    s1_zeros.eq(zeros),
+                    s1_normal.eq(0),
+                    s1_flags.eq(Cat(magnitude == 0, 0, 0)),
+                ]
+        else:
+            exp_field = code[man:man + fmt.exp_bits]
+            mantissa = code[:man]
+            normal = exp_field != 0
+            zeros = leading_zeros(m, mantissa, man) if man else C(0, 1)
+            all_ones = (1 << fmt.exp_bits) - 1
+            if fmt.specials == "ieee":
+                inf = (exp_field == all_ones) & (mantissa == 0)
+                nan = (exp_field == all_ones) & (mantissa != 0)
+            elif fmt.specials == "fn":
+                inf = C(0)
+                nan = (exp_field == all_ones) & (mantissa == (1 << man) - 1)
+            else:
+                inf = nan = C(0)
+            zero = ~normal & ((mantissa == 0) | (not fmt.subnormals))
+            with m.If(self.en):
+                m.d.sync += [
+                    s1_sign.eq(code[-1]),
+                    s1_integer.eq(Cat(mantissa, normal)),
+                    # A subnormal mantissa is normalised into the man+1 bits of M.
+                    s1_zeros.eq(Mux(normal, 0, zeros + 1)),
+                    s1_normal.eq(normal),
+                    s1_exp_field.eq(exp_field),
+                    s1_flags.eq(Cat(zero, inf, nan)),
+                ]
 
-        exp_field = code[man:man + fmt.exp_bits]
-        mantissa = code[:man]
-        m.d.comb += value.sign.eq(code[-1])
-        normal = Signal()
-        m.d.comb += normal.eq(exp_field != 0)
-        with m.If(normal):
-            m.d.comb += [
-                value.exponent.eq(exp_field - fmt.bias),
-                value.significand.eq(Cat(mantissa, 1)),
+        with m.If(self.en):
+            if fmt.twos_complement:
+                exponent = fmt.emin - s1_zeros
+            else:
+                exponent = Mux(s1_normal, s1_exp_field - fmt.bias, fmt.emin - s1_zeros)
+            m.d.sync += [
+                value.sign.eq(s1_sign),
+                value.exponent.eq(exponent),
+                value.significand.eq((s1_integer << s1_zeros)[:man + 1]),
+                Cat(self.zero, self.inf, self.nan).eq(s1_flags),
             ]
-        with m.Elif(fmt.subnormals):
-            zeros = leading_zeros(m, mantissa, man)
-            m.d.comb += [
-                value.exponent.eq(fmt.emin - 1 - zeros),
-                value.significand.eq((Cat(C(0, 1), mantissa) << zeros)[:man + 1]),
-            ]
-        m.d.comb += self.zero.eq(~normal & ((mantissa == 0) | (not fmt.subnormals)))
-
-        all_ones = (1 << fmt.exp_bits) - 1
-        if fmt.specials == "ieee":
-            m.d.comb += [
-                self.inf.eq((exp_field == all_ones) & (mantissa == 0)),
-                self.nan.eq((exp_field == all_ones) & (mantissa != 0)),
-            ]
-        elif fmt.specials == "fn":
-            m.d.comb += self.nan.eq((exp_field == all_ones) & (mantissa == (1 << man) - 1))
         return m
 
 
@@ -187,7 +227,7 @@ class FloatRounder(wiring.Component):
         The rounded code, :attr:`LATENCY` advances after the inputs.
     """
 
-    LATENCY = 4
+    LATENCY = 6
 
     def __init__(self, fmt, *, exponent_shape, sig_bits, sr_bits=8, saturate=True):
         self._fmt = _check_hw_format(fmt, "Target format")
@@ -259,71 +299,106 @@ class FloatRounder(wiring.Component):
                     s1_flush.eq(not fmt.subnormals),
                 ]
 
-        # Stage 2: the kept integer n, the R bits below it and a sticky bit (step 3).
+        # Stages 2 and 3: the kept integer n, the R bits below it and a sticky bit (step 3),
+        # shifting first by whole groups of 8 bits, then by the rest.
         extended = Signal(width + R)
         m.d.comb += extended.eq(s1_sig << R)
-        s2_kept = Signal(man + 2)
-        s2_fraction = Signal(R)
+        groups = -(-(width + R) // 8)
+        s2_shifted = Signal(width + R)
         s2_sticky = Signal()
+        s2_fine = Signal(3)
         s2_exp_code = Signal.like(s1_exp_code)
         s2_flush = Signal()
         s2_huge = Signal()
         s2 = [Signal.like(s) for s in s1]
+        coarse = s1_shift[3:]
+        group_any = Cat((extended[8 * g:8 * g + 8] != 0) for g in range(groups))
         with m.If(self.en):
-            shifted = extended >> s1_shift
             m.d.sync += [
-                s2_kept.eq(shifted[R:]),
-                s2_fraction.eq(shifted[:R]),
-                s2_sticky.eq((extended & ~(C(-1, width + R) << s1_shift)) != 0),
+                s2_shifted.eq(extended >> (coarse * 8)),
+                s2_sticky.eq((group_any & ~(C(-1, groups) << coarse)) != 0),
+                s2_fine.eq(s1_shift[:3]),
                 s2_exp_code.eq(s1_exp_code),
                 s2_flush.eq(s1_flush),
                 s2_huge.eq(s1_huge),
                 Cat(*s2).eq(Cat(*s1)),
             ]
-        s2_sign, s2_inf, s2_nan, s2_mode, s2_draw = s2
 
-        # Stage 3: the rounding increment and the magnitude code (steps 3 and 4).
-        guard = s2_fraction[-1]
+        s3_kept = Signal(man + 2)
+        s3_fraction = Signal(R)
+        s3_sticky = Signal()
+        s3_exp_code = Signal.like(s1_exp_code)
+        s3_flush = Signal()
+        s3_huge = Signal()
+        s3 = [Signal.like(s) for s in s1]
+        with m.If(self.en):
+            shifted = s2_shifted >> s2_fine
+            m.d.sync += [
+                s3_kept.eq(shifted[R:]),
+                s3_fraction.eq(shifted[:R]),
+                s3_sticky.eq(s2_sticky | ((s2_shifted[:8] & ~(C(-1, 8) << s2_fine)) != 0)),
+                s3_exp_code.eq(s2_exp_code),
+                s3_flush.eq(s2_flush),
+                s3_huge.eq(s2_huge),
+                Cat(*s3).eq(Cat(*s2)),
+            ]
+        s3_sign, s3_inf, s3_nan, s3_mode, s3_draw = s3
+
+        # Stage 4: the rounding increment (step 3).
+        guard = s3_fraction[-1]
         rest = Signal()
-        m.d.comb += rest.eq((s2_fraction[:-1] != 0) | s2_sticky if R > 1 else s2_sticky)
+        m.d.comb += rest.eq((s3_fraction[:-1] != 0) | s3_sticky if R > 1 else s3_sticky)
         increment = Signal()
-        with m.Switch(s2_mode):
+        with m.Switch(s3_mode):
             with m.Case(RoundingMode.NEAREST_EVEN):
-                m.d.comb += increment.eq(guard & (rest | s2_kept[0]))
+                m.d.comb += increment.eq(guard & (rest | s3_kept[0]))
             with m.Case(RoundingMode.NEAREST_AWAY):
                 m.d.comb += increment.eq(guard)
             with m.Case(RoundingMode.TOWARD_ZERO):
                 m.d.comb += increment.eq(0)
             with m.Case(RoundingMode.STOCHASTIC):
-                m.d.comb += increment.eq((s2_fraction + s2_draw)[R])
-        magnitude_width = fmt.exp_bits + man + 2
-        s3_magnitude = Signal(magnitude_width)
-        s3_overflow = Signal()
-        s3 = [Signal(1, name="s3_sign"), Signal(1, name="s3_nan")]
-        rounded = Signal(man + 2)
-        m.d.comb += rounded.eq(s2_kept + increment)
+                m.d.comb += increment.eq((s3_fraction + s3_draw)[R])
+        s4_rounded = Signal(man + 2)
+        s4_exp_code = Signal.like(s1_exp_code)
+        s4_flush = Signal()
+        s4_overflow = Signal()
+        s4 = [Signal(1, name="s4_sign"), Signal(1, name="s4_nan")]
         with m.If(self.en):
-            magnitude = Mux(s2_flush, rounded << man, (s2_exp_code << man) + rounded)
             m.d.sync += [
-                s3_magnitude.eq(magnitude),
-                s3_overflow.eq(s2_huge | s2_inf),
-                Cat(*s3).eq(Cat(s2_sign, s2_nan)),
+                s4_rounded.eq(s3_kept + increment),
+                s4_exp_code.eq(s3_exp_code),
+                s4_flush.eq(s3_flush),
+                s4_overflow.eq(s3_huge | s3_inf),
+                Cat(*s4).eq(Cat(s3_sign, s3_nan)),
             ]
-        s3_sign, s3_nan = s3
 
-        # Stage 4: overflow, specials and the sign (steps 5 and 6).
+        # Stage 5: the magnitude code (step 4).
+        magnitude_width = fmt.exp_bits + man + 2
+        s5_magnitude = Signal(magnitude_width)
+        s5_overflow = Signal()
+        s5 = [Signal(1, name="s5_sign"), Signal(1, name="s5_nan")]
+        with m.If(self.en):
+            m.d.sync += [
+                s5_magnitude.eq(Mux(s4_flush, s4_rounded << man,
+                                    (s4_exp_code << man) + s4_rounded)),
+                s5_overflow.eq(s4_overflow),
+                Cat(*s5).eq(Cat(*s4)),
+            ]
+        s5_sign, s5_nan = s5
+
+        # Stage 6: overflow, specials and the sign (steps 5 and 6).
         final = Signal(magnitude_width)
-        with m.If(s3_overflow | (s3_magnitude > fmt.max_code)):
+        with m.If(s5_overflow | (s5_magnitude > fmt.max_code)):
             if self._saturate:
                 m.d.comb += final.eq(fmt.max_code)
             else:
                 m.d.comb += final.eq(fmt.inf_code if fmt.specials == "ieee" else fmt.nan_code)
         with m.Else():
-            m.d.comb += final.eq(s3_magnitude)
+            m.d.comb += final.eq(s5_magnitude)
         with m.If(self.en):
             if fmt.twos_complement:
-                signed = Mux(s3_sign, -final, final)
+                signed = Mux(s5_sign, -final, final)
             else:
-                signed = Cat(final[:fmt.bits - 1], s3_sign)
-            m.d.sync += self.code.eq(Mux(s3_nan, fmt.nan_code or 0, signed))
+                signed = Cat(final[:fmt.bits - 1], s5_sign)
+            m.d.sync += self.code.eq(Mux(s5_nan, fmt.nan_code or 0, signed))
         return m

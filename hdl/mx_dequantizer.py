@@ -72,8 +72,8 @@ class MXDequantizer(wiring.Component):
             m.d.sync += group.eq(Mux(group == beats - 1, 0, group + 1))
 
         control = data.StructLayout({"valid": 1, "last": 1, "nan": 1, "shared": signed(8)})
-        s1 = Signal(control)
-        s1_codes = Signal(data.ArrayLayout(elem_bits, lanes))
+        group_codes = self.i.payload.codes.as_value().word_select(group, lanes * elem_bits)
+        s1 = Signal(control, name="s1")
         with m.If(advance):
             scale = self.i.payload.scale
             m.d.sync += [
@@ -81,13 +81,25 @@ class MXDequantizer(wiring.Component):
                 s1.last.eq(self.i.payload.last & (group == beats - 1)),
                 s1.nan.eq(scale == SCALE_NAN),
                 s1.shared.eq(scale - SCALE_BIAS),
-                s1_codes.eq(self.i.payload.codes.as_value().word_select(group,
-                                                                       lanes * elem_bits)),
             ]
+        stage = s1
+        for index in range(FloatUnpacker.LATENCY - 1):
+            delayed = Signal(control, name=f"u{index + 2}")
+            with m.If(advance):
+                m.d.sync += delayed.eq(stage)
+            stage = delayed
+        unpacked = stage
 
-        # Stage 1 onwards: unpack, scale and round every lane.
+        # Unpack every lane, then scale it (one stage), then round.
         lowest, highest = exponent_range(self._elem)
         scaled_shape = Shape.cast(range(lowest - 1 - SCALE_EMAX, highest + SCALE_EMAX + 2))
+        scaled_element = data.StructLayout({
+            "sign": 1, "exponent": scaled_shape, "significand": element["significand"].shape,
+            "inf": 1, "nan": 1})
+        s2 = Signal(control, name="s2")
+        s2_row = Signal(data.ArrayLayout(scaled_element, lanes))
+        with m.If(advance):
+            m.d.sync += s2.eq(unpacked)
         rounders = []
         for lane in range(lanes):
             unpacker = FloatUnpacker(self._elem)
@@ -97,20 +109,31 @@ class MXDequantizer(wiring.Component):
             m.submodules[f"unpack{lane}"] = unpacker
             m.submodules[f"round{lane}"] = rounder
             m.d.comb += [
-                unpacker.code.eq(s1_codes[lane]),
+                unpacker.en.eq(advance),
+                unpacker.code.eq(group_codes.word_select(lane, elem_bits)),
+            ]
+            with m.If(advance):
+                m.d.sync += [
+                    s2_row[lane].sign.eq(unpacker.value.sign),
+                    s2_row[lane].exponent.eq(unpacker.value.exponent + unpacked.shared),
+                    s2_row[lane].significand.eq(unpacker.value.significand),
+                    s2_row[lane].inf.eq(unpacker.inf),
+                    s2_row[lane].nan.eq(unpacker.nan | unpacked.nan),
+                ]
+            m.d.comb += [
                 rounder.en.eq(advance),
-                rounder.sign.eq(unpacker.value.sign),
-                rounder.exponent.eq(unpacker.value.exponent + s1.shared),
-                rounder.significand.eq(unpacker.value.significand),
-                rounder.inf.eq(unpacker.inf),
-                rounder.nan.eq(unpacker.nan | s1.nan),
+                rounder.sign.eq(s2_row[lane].sign),
+                rounder.exponent.eq(s2_row[lane].exponent),
+                rounder.significand.eq(s2_row[lane].significand),
+                rounder.inf.eq(s2_row[lane].inf),
+                rounder.nan.eq(s2_row[lane].nan),
                 rounder.mode.eq(RoundingMode.NEAREST_EVEN),
             ]
             rounders.append(rounder)
 
-        stage = s1
+        stage = s2
         for index in range(FloatRounder.LATENCY):
-            delayed = Signal(control, name=f"s{index + 2}")
+            delayed = Signal(control, name=f"s{index + 3}")
             with m.If(advance):
                 m.d.sync += delayed.eq(stage)
             stage = delayed

@@ -30,20 +30,6 @@ from .rng import StochasticDraws
 __all__ = ["MXQuantizer"]
 
 
-def _maximum(m, values):
-    """Maximum of signed values, as a balanced tree."""
-    while len(values) > 1:
-        paired = []
-        for a, b in zip(values[0::2], values[1::2]):
-            larger = Signal.like(a)
-            m.d.comb += larger.eq(Mux(a > b, a, b))
-            paired.append(larger)
-        if len(values) % 2:
-            paired.append(values[-1])
-        values = paired
-    return values[0]
-
-
 class MXQuantizer(wiring.Component):
     """Quantizes a stream of floats into MX blocks.
 
@@ -101,63 +87,80 @@ class MXQuantizer(wiring.Component):
         exponent_shape = Shape.cast(element["exponent"].shape)
         nothing = lowest - 1                # the exponent a zero element contributes to a maximum
 
-        # ---- Collector, stage 1: unpack the accepted beat.
+        # ---- Collector, input pipeline: register the beat, unpack it, then reduce the lanes'
+        # exponents to the beat's maximum, one tree level per stage. All stages move together
+        # whenever the last one is empty or its beat goes into a bank.
+        pipe_advance = Signal()
+        m.d.comb += self.i.ready.eq(pipe_advance)
+
         in_frame = Signal()
         frame_cfg = Signal(mx_config_layout)
-        p1_valid = Signal()
-        p1_row = Signal(row)
-        p1_peak = [Signal(exponent_shape, name=f"p1_peak{l}") for l in range(lanes)]
-        p1_special = Signal()
-        p1_last = Signal()
-        p1_first = Signal()
-        p1_cfg = Signal(mx_config_layout)
-        p1_ready = Signal()
-        m.d.comb += self.i.ready.eq(p1_ready)
-
-        specials = []
-        with m.If(p1_ready):
-            m.d.sync += p1_valid.eq(self.i.valid)
-            for lane in range(lanes):
-                unpacker = FloatUnpacker(self._in_format)
-                m.submodules[f"unpack{lane}"] = unpacker
-                m.d.comb += unpacker.code.eq(self.i.payload.data[lane])
-                m.d.sync += [
-                    p1_row[lane].eq(unpacker.value),
-                    p1_peak[lane].eq(Mux(unpacker.zero, nothing, unpacker.value.exponent)),
-                ]
-                specials.append(unpacker.inf | unpacker.nan)
-            first = ~in_frame
-            m.d.sync += [
-                p1_special.eq(Cat(specials).any()),
-                p1_last.eq(self.i.payload.last),
-                p1_first.eq(first),
-                p1_cfg.eq(Mux(first, self.cfg, frame_cfg)),
-            ]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += in_frame.eq(~self.i.payload.last)
             with m.If(~in_frame):
                 m.d.sync += frame_cfg.eq(self.cfg)
 
-        # ---- Collector, stage 2: the beat's maximum exponent.
-        p2_valid = Signal()
-        p2_row = Signal(row)
-        p2_peak = Signal(exponent_shape)
-        p2_special = Signal()
-        p2_last = Signal()
-        p2_first = Signal()
-        p2_cfg = Signal(mx_config_layout)
-        p2_ready = Signal()
-        m.d.comb += p1_ready.eq(~p1_valid | p2_ready)
-        with m.If(p2_ready):
+        beat = data.StructLayout({
+            "valid": 1,
+            "last":  1,                     # the beat ends its frame
+            "first": 1,                     # the beat starts its frame
+            "cfg":   mx_config_layout,      # configuration of its frame
+        })
+        # Two stages of unpacking, then a stage that registers the lanes and their exponents.
+        raw = Signal(beat, name="raw")
+        mid = Signal(beat, name="mid")
+        unpacked = Signal(beat, name="unpacked")
+        with m.If(pipe_advance):
             m.d.sync += [
-                p2_valid.eq(p1_valid),
-                p2_row.eq(p1_row),
-                p2_peak.eq(_maximum(m, p1_peak)),
-                p2_special.eq(p1_special),
-                p2_last.eq(p1_last),
-                p2_first.eq(p1_first),
-                p2_cfg.eq(p1_cfg),
+                raw.valid.eq(self.i.valid),
+                raw.last.eq(self.i.payload.last),
+                raw.first.eq(~in_frame),
+                raw.cfg.eq(Mux(in_frame, frame_cfg, self.cfg)),
+                mid.eq(raw),
+                unpacked.eq(mid),
             ]
+        unpacked_row = Signal(row)
+        unpacked_special = Signal()
+        peaks = [Signal(exponent_shape, name=f"peak{l}") for l in range(lanes)]
+        specials = []
+        for lane in range(lanes):
+            unpacker = FloatUnpacker(self._in_format)
+            m.submodules[f"unpack{lane}"] = unpacker
+            m.d.comb += [
+                unpacker.en.eq(pipe_advance),
+                unpacker.code.eq(self.i.payload.data[lane]),
+            ]
+            specials.append(unpacker.inf | unpacker.nan)
+            with m.If(pipe_advance):
+                m.d.sync += [
+                    unpacked_row[lane].eq(unpacker.value),
+                    peaks[lane].eq(Mux(unpacker.zero, nothing, unpacker.value.exponent)),
+                ]
+        with m.If(pipe_advance):
+            m.d.sync += unpacked_special.eq(Cat(specials).any())
+
+        stage, stage_row, stage_special = unpacked, unpacked_row, unpacked_special
+        level = 0
+        while len(peaks) > 1:
+            next_stage = Signal(beat, name=f"tree{level}")
+            next_row = Signal(row, name=f"tree{level}_row")
+            next_special = Signal(name=f"tree{level}_special")
+            next_peaks = []
+            for index, (a, b) in enumerate(zip(peaks[0::2], peaks[1::2])):
+                larger = Signal(exponent_shape, name=f"tree{level}_peak{index}")
+                with m.If(pipe_advance):
+                    m.d.sync += larger.eq(Mux(a > b, a, b))
+                next_peaks.append(larger)
+            with m.If(pipe_advance):
+                m.d.sync += [
+                    next_stage.eq(stage),
+                    next_row.eq(stage_row),
+                    next_special.eq(stage_special),
+                ]
+            stage, stage_row, stage_special, peaks = next_stage, next_row, next_special, next_peaks
+            level += 1
+        p2_valid, p2_row, p2_peak, p2_special = stage.valid, stage_row, peaks[0], stage_special
+        p2_last, p2_first, p2_cfg = stage.last, stage.first, stage.cfg
 
         # ---- Collector, stage 3: write the beat into the bank, accumulate the block maximum.
         m.submodules.banks = banks = Memory(shape=row, depth=2 * beats, init=[])
@@ -185,7 +188,7 @@ class MXQuantizer(wiring.Component):
         bank_free = ~full.bit_select(write_bank, 1)
         step = Signal()
         m.d.comb += [
-            p2_ready.eq(~p2_valid | (bank_free & ~padding)),
+            pipe_advance.eq(~p2_valid | (bank_free & ~padding)),
             step.eq((p2_valid | padding) & bank_free),
         ]
         beat_peak = Mux(padding, nothing, p2_peak)
@@ -275,34 +278,51 @@ class MXQuantizer(wiring.Component):
                 with m.Else():
                     m.d.sync += read_beat.eq(read_beat + 1)
 
-        # Stage 1 onwards: scale and round every lane.
+        # Stage 1: the beat leaves the memory; stage 2: registered; stage 3: scaled by 2^-E.
+        s2 = Signal(control, name="s2")
+        s2_row = Signal(row)
+        with m.If(advance):
+            m.d.sync += [s2.eq(s1), s2_row.eq(read.data)]
+        scaled_shape = Shape.cast(range(nothing - SCALE_EMAX, highest + SCALE_EMAX + 1))
+        scaled_element = data.StructLayout({
+            "sign": 1, "exponent": scaled_shape, "significand": element["significand"].shape})
+        s3 = Signal(control, name="s3")
+        s3_row = Signal(data.ArrayLayout(scaled_element, lanes))
+        with m.If(advance):
+            m.d.sync += s3.eq(s2)
+            for lane in range(lanes):
+                m.d.sync += [
+                    s3_row[lane].sign.eq(s2_row[lane].sign),
+                    s3_row[lane].exponent.eq(s2_row[lane].exponent - s2.shared),
+                    s3_row[lane].significand.eq(s2_row[lane].significand),
+                ]
+
+        # Stage 3 onwards: round every lane, with its stochastic-rounding draw.
         m.submodules.draws = draws = StochasticDraws(lanes=lanes, sr_bits=self._sr_bits)
         m.d.comb += [
-            draws.seed.eq(s1.cfg.seed),
-            draws.restart.eq(s1.restart),
-            draws.advance.eq(s1.valid & advance),
+            draws.seed.eq(s3.cfg.seed),
+            draws.restart.eq(s3.restart),
+            draws.advance.eq(s3.valid & advance),
         ]
-        scaled_shape = Shape.cast(range(nothing - SCALE_EMAX, highest + SCALE_EMAX + 1))
         rounders = []
         for lane in range(lanes):
             rounder = FloatRounder(self._elem, exponent_shape=scaled_shape,
                                    sig_bits=Shape.cast(element["significand"].shape).width,
                                    sr_bits=self._sr_bits, saturate=True)
             m.submodules[f"round{lane}"] = rounder
-            value = read.data[lane]
             m.d.comb += [
                 rounder.en.eq(advance),
-                rounder.sign.eq(value.sign),
-                rounder.exponent.eq(value.exponent - s1.shared),
-                rounder.significand.eq(value.significand),
-                rounder.mode.eq(s1.cfg.rounding),
+                rounder.sign.eq(s3_row[lane].sign),
+                rounder.exponent.eq(s3_row[lane].exponent),
+                rounder.significand.eq(s3_row[lane].significand),
+                rounder.mode.eq(s3.cfg.rounding),
                 rounder.draw.eq(draws.draws[lane]),
             ]
             rounders.append(rounder)
 
-        stage = s1
+        stage = s3
         for index in range(FloatRounder.LATENCY):
-            delayed = Signal(control, name=f"s{index + 2}")
+            delayed = Signal(control, name=f"s{index + 4}")
             with m.If(advance):
                 m.d.sync += delayed.eq(stage)
             stage = delayed

@@ -25,6 +25,7 @@ class _Convert(Elaboratable):
         m.submodules.unpacker = u = self.unpacker
         m.submodules.rounder = r = self.rounder
         m.d.comb += [
+            u.en.eq(1),
             r.en.eq(1),
             r.sign.eq(u.value.sign),
             r.exponent.eq(u.value.exponent),
@@ -38,14 +39,16 @@ class _Convert(Elaboratable):
 def _run(source, target, rounding, saturate, codes, draws):
     dut = _Convert(source, target, saturate)
     out = []
-    latency = FloatRounder.LATENCY
+    latency = FloatUnpacker.LATENCY + FloatRounder.LATENCY
 
     async def testbench(ctx):
         ctx.set(dut.rounder.mode, ROUNDING_NAMES[rounding])
         for index in range(len(codes) + latency):
             if index < len(codes):
                 ctx.set(dut.unpacker.code, int(codes[index]))
-                ctx.set(dut.rounder.draw, int(draws[index]))
+            # The draw meets its value at the rounder's input, after the unpacker.
+            if 0 <= index - FloatUnpacker.LATENCY < len(codes):
+                ctx.set(dut.rounder.draw, int(draws[index - FloatUnpacker.LATENCY]))
             await ctx.tick()
             if index >= latency - 1 and len(out) < len(codes):
                 out.append(ctx.get(dut.rounder.code))
