@@ -156,7 +156,9 @@ def _build(runner, simulator, verilog_path, toplevel, sim_dir, waves):
         log = sim_dir / "build.log"
         build_args = []
         if simulator == "verilator":  # Amaranth's output has width-extending assignments
-            build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+            # Wide cores split into several C++ files, whose precompiled-header step fails with
+            # the wheel's verilated.mk; one file per module avoids it.
+            build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--output-split", "0"]
         try:
             runner.build(sources=[verilog_path], hdl_toplevel=toplevel, build_dir=sim_dir,
                          build_args=build_args, always=True, timescale=TIMESCALE, waves=waves,
