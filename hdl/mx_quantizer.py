@@ -180,7 +180,7 @@ class MXQuantizer(wiring.Component):
         write_bank = Signal()
         write_beat = Signal(range(beats))
         padding = Signal()
-        block_peak = Signal(exponent_shape)
+        block_peak = Signal(exponent_shape, init=nothing)   # reset at every block's end
         block_special = Signal()
         block_first = Signal()
         block_cfg = Signal(mx_config_layout)
@@ -200,7 +200,7 @@ class MXQuantizer(wiring.Component):
         first = Signal()
         cfg = Signal(mx_config_layout)
         m.d.comb += [
-            peak.eq(Mux(starting | (beat_peak > block_peak), beat_peak, block_peak)),
+            peak.eq(Mux(beat_peak > block_peak, beat_peak, block_peak)),
             special.eq(beat_special | (~starting & block_special)),
             first.eq(Mux(starting, p2_first, block_first)),
             cfg.eq(Mux(starting, p2_cfg, block_cfg)),
@@ -221,6 +221,7 @@ class MXQuantizer(wiring.Component):
                     full.bit_select(write_bank, 1).eq(1),
                     write_bank.eq(~write_bank),
                     write_beat.eq(0),
+                    block_peak.eq(nothing),
                     padding.eq(0),
                 ]
             with m.Else():
@@ -237,12 +238,7 @@ class MXQuantizer(wiring.Component):
         read_beat = Signal(range(beats))
         current = descriptors[read_bank]
         available = full.bit_select(read_bank, 1)
-        shared = Signal(range(-SCALE_EMAX, SCALE_EMAX + 1))
-        unclamped = Signal(range(nothing - self._elem.emax, highest - self._elem.emax + 1))
         m.d.comb += [
-            unclamped.eq(current.peak - self._elem.emax),
-            shared.eq(Mux((current.peak == nothing) | (unclamped < -SCALE_EMAX), -SCALE_EMAX,
-                          Mux(unclamped > SCALE_EMAX, SCALE_EMAX, unclamped))),
             read.addr.eq(read_bank * beats + read_beat),
             read.en.eq(advance),
         ]
@@ -251,7 +247,8 @@ class MXQuantizer(wiring.Component):
             "beat":    range(beats),
             "end":     1,               # final beat of the block
             "restart": 1,               # first beat of a frame: restart the generator
-            "shared":  shared.shape(),
+            "peak":    exponent_shape,  # the block's maximum exponent
+            "shared":  range(-SCALE_EMAX, SCALE_EMAX + 1),  # E, from stage 2 on
             "special": 1,
             "last":    1,
             "cfg":     mx_config_layout,
@@ -263,7 +260,7 @@ class MXQuantizer(wiring.Component):
                 s1.beat.eq(read_beat),
                 s1.end.eq(read_beat == beats - 1),
                 s1.restart.eq(current.first & (read_beat == 0)),
-                s1.shared.eq(shared),
+                s1.peak.eq(current.peak),
                 s1.special.eq(current.special),
                 s1.last.eq(current.last),
                 s1.cfg.eq(current.cfg),
@@ -278,11 +275,19 @@ class MXQuantizer(wiring.Component):
                 with m.Else():
                     m.d.sync += read_beat.eq(read_beat + 1)
 
-        # Stage 1: the beat leaves the memory; stage 2: registered; stage 3: scaled by 2^-E.
+        # Stage 1: the beat leaves the memory; stage 2: registered, with the shared exponent
+        # E = clamp(peak - emax, -127, 127); stage 3: scaled by 2^-E.
         s2 = Signal(control, name="s2")
         s2_row = Signal(row)
+        unclamped = Signal(range(nothing - self._elem.emax, highest - self._elem.emax + 1))
+        m.d.comb += unclamped.eq(s1.peak - self._elem.emax)
         with m.If(advance):
-            m.d.sync += [s2.eq(s1), s2_row.eq(read.data)]
+            m.d.sync += [
+                s2.eq(s1),
+                s2.shared.eq(Mux((s1.peak == nothing) | (unclamped < -SCALE_EMAX), -SCALE_EMAX,
+                                 Mux(unclamped > SCALE_EMAX, SCALE_EMAX, unclamped))),
+                s2_row.eq(read.data),
+            ]
         scaled_shape = Shape.cast(range(nothing - SCALE_EMAX, highest + SCALE_EMAX + 1))
         scaled_element = data.StructLayout({
             "sign": 1, "exponent": scaled_shape, "significand": element["significand"].shape})

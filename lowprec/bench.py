@@ -168,8 +168,16 @@ def _generic_columns(rows):
 # --- running --------------------------------------------------------------------------------
 
 
+_registered = False
+
+
 def _register_project_benches():
-    """Import the modules that register the project's cores (none yet)."""
+    """Register the project's cores and extra sections, once."""
+    global _registered
+    if not _registered:
+        _registered = True
+        from . import bench_mx
+        bench_mx.register_all()
 
 
 def _selected(filter, quick):

@@ -1,0 +1,69 @@
+"""Benchmarks of the MX cores: synthesis rows, golden-model speed, simulator speed."""
+
+import time
+
+import numpy as np
+
+import golden
+from hdl import MXQuantizer, MXDequantizer
+from . import bench
+
+
+__all__ = ["register_all", "golden_speed", "simulator_speed"]
+
+
+def register_all():
+    for elem in ("e4m3", "int8"):
+        for lanes in (1, 8):
+            params = {"in_format": "fp32", "elem": elem, "block": 32, "lanes": lanes}
+            bench.register(f"mx-quantizer-{elem}-x{lanes}",
+                           lambda params=params: MXQuantizer(**params), params,
+                           elements_per_cycle=lanes, quick=lanes == 1)
+    for lanes in (1, 8):
+        params = {"elem": "e4m3", "block": 32, "out_format": "fp32", "lanes": lanes}
+        bench.register(f"mx-dequantizer-e4m3-x{lanes}",
+                       lambda params=params: MXDequantizer(**params), params,
+                       elements_per_cycle=lanes, quick=lanes == 1)
+    bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed])
+
+
+def golden_speed(*, quick):
+    """``golden.quantize_mx`` on float32 input, elements/s per element format and rounding."""
+    count = 1 << (20 if quick else 24)
+    x = np.random.default_rng(0).standard_normal(count).astype(np.float32)
+    rows = []
+    for elem in golden.MX_ELEMENTS:
+        for rounding in ("nearest_even", "stochastic"):
+            start = time.perf_counter()
+            golden.quantize_mx(x, elem, 32, rounding, seed=1)
+            seconds = time.perf_counter() - start
+            rows.append({"function": "quantize_mx", "elem": elem, "rounding": rounding,
+                         "elements": count, "seconds": round(seconds, 3),
+                         "Melem/s": round(count / seconds / 1e6, 2)})
+    return f"Golden model speed (float32 input, block 32, {count} elements)", rows
+
+
+def simulator_speed(*, quick):
+    """Cycles per second of the MXQuantizer (e4m3, block 32, 8 lanes) under each simulator."""
+    from sim.mx import Frame, run_quantizer
+    from sim.runner import SimulatorUnavailable, check_simulator
+    from sim.stimulus import float_blocks
+    blocks = 250 if quick else 2000
+    x = float_blocks(blocks, 32, "fp32", "e4m3", np.random.default_rng(1)).reshape(-1)
+    rows = []
+    for simulator in ("icarus", "verilator"):
+        try:
+            check_simulator(simulator)
+        except SimulatorUnavailable as error:
+            rows.append({"simulator": simulator, "error": str(error)})
+            continue
+        # The first run builds the simulation; the second is timed.
+        run_quantizer([Frame(x[:32 * 8])], elem="e4m3", block=32, lanes=8,
+                      simulator=simulator)
+        _, run = run_quantizer([Frame(x, "stochastic", 1)], elem="e4m3", block=32, lanes=8,
+                               simulator=simulator)
+        rows.append({"simulator": simulator, "core": "MXQuantizer e4m3 B32 x8",
+                     "cycles": run.cycles, "seconds": round(run.sim_seconds, 2),
+                     "cycles/s": round(run.cycles / run.sim_seconds),
+                     "elements/s": round(blocks * 32 / run.sim_seconds)})
+    return "Simulation speed (cocotb, no stalls)", rows
