@@ -64,24 +64,33 @@ def unpacked_layout(fmt, *, margin=1):
     })
 
 
+def _count_zeros(leaves):
+    """(all zero, leading zeros) of a power-of-two list of parts, most significant last, each
+    part given as (all zero, leading zeros) of a power-of-two number of bits. A balanced tree
+    that only selects and concatenates (no adders)."""
+    if len(leaves) == 1:
+        return leaves[0]
+    half = len(leaves) // 2
+    low_zero, low_count = _count_zeros(leaves[:half])
+    high_zero, high_count = _count_zeros(leaves[half:])
+    return low_zero & high_zero, Mux(high_zero, Cat(low_count, 1), Cat(high_count, 0))
+
+
+def _padded_bits(value, width):
+    size = 1 << max(width - 1, 0).bit_length()
+    return [C(0, 1)] * (size - width) + [value[i] for i in range(width)]
+
+
+def _bit_leaves(bits):
+    return [(~bit, C(0, 0)) for bit in bits]
+
+
 def leading_zeros(m, value, width):
     """Count of leading zeros of a ``width``-bit value (``width`` when it is zero).
 
     The value is padded below its LSB to a power-of-two width and counted as a balanced tree
-    of halves, so that every level only selects and concatenates (no adders)."""
-    size = 1 << max(width - 1, 0).bit_length()
-    bits = [C(0, 1)] * (size - width) + [value[i] for i in range(width)]
-
-    def count(bits):
-        # (all zero, leading zeros) of a power-of-two list of bits, most significant last.
-        if len(bits) == 1:
-            return ~bits[0], C(0, 0)
-        half = len(bits) // 2
-        low_zero, low_count = count(bits[:half])
-        high_zero, high_count = count(bits[half:])
-        return low_zero & high_zero, Mux(high_zero, Cat(low_count, 1), Cat(high_count, 0))
-
-    all_zero, total = count(bits)
+    of halves."""
+    all_zero, total = _count_zeros(_bit_leaves(_padded_bits(value, width)))
     result = Signal(range(width + 1))
     m.d.comb += result.eq(Mux(all_zero, width, total))
     return result
@@ -109,7 +118,7 @@ class FloatUnpacker(wiring.Component):
         The code is ±0, ±Inf, NaN (with :attr:`value`).
     """
 
-    LATENCY = 2
+    LATENCY = 4
 
     def __init__(self, fmt):
         self._fmt = _check_hw_format(fmt, "Format")
@@ -126,36 +135,34 @@ class FloatUnpacker(wiring.Component):
         m = Module()
         fmt = self._fmt
         man = fmt.man_bits
-        code = self.code
-        value = self.value
+        width = man + 1
 
-        # Stage 1: the integer significand M (value M * 2^(scale)), its leading zeros, flags.
-        # Stage 2: normalise M and place the exponent of its leading one.
-        s1_sign = Signal()
-        s1_integer = Signal(man + 1)
-        s1_zeros = Signal(range(man + 2))
-        s1_normal = Signal()
-        s1_exp_field = Signal(max(fmt.exp_bits, 1))
-        s1_flags = Signal(3)                # zero, inf, nan
+        # Stage 1: register the code.
+        code = Signal(fmt.bits)
+        with m.If(self.en):
+            m.d.sync += code.eq(self.code)
 
+        # Stage 2: the integer significand M (man+1 bits; a subnormal mantissa sits one place
+        # up, so that shifting M by its leading zeros brings the leading one to the top), the
+        # flags, and the leading zeros of each 8-bit group of M.
+        s2_sign = Signal()
+        s2_integer = Signal(width)
+        s2_normal = Signal()
+        s2_exp_field = Signal(max(fmt.exp_bits, 1))
+        s2_flags = Signal(3)                # zero, inf, nan
         if fmt.twos_complement:
             negative = code[-1]
-            magnitude = Signal(fmt.bits)
-            m.d.comb += magnitude.eq(Mux(negative, -code.as_signed(), code))
-            zeros = leading_zeros(m, magnitude, man + 1)
-            with m.If(self.en):
-                m.d.sync += [
-                    s1_sign.eq(negative),
-                    s1_integer.eq(magnitude),
-                    s1_zeros.eq(zeros),
-                    s1_normal.eq(0),
-                    s1_flags.eq(Cat(magnitude == 0, 0, 0)),
-                ]
+            integer = Mux(negative, -code.as_signed(), code)[:width]
+            counted = integer
+            sign, normal, exp_field = negative, C(0), C(0)
+            flags = Cat(integer == 0, 0, 0)
         else:
             exp_field = code[man:man + fmt.exp_bits]
             mantissa = code[:man]
             normal = exp_field != 0
-            zeros = leading_zeros(m, mantissa, man) if man else C(0, 1)
+            integer = Mux(normal, Cat(mantissa, 1), Cat(C(0, 1), mantissa))
+            counted = Cat(C(0, 1), mantissa)    # what a subnormal shifts; normals shift by 0
+            sign = code[-1]
             all_ones = (1 << fmt.exp_bits) - 1
             if fmt.specials == "ieee":
                 inf = (exp_field == all_ones) & (mantissa == 0)
@@ -165,28 +172,53 @@ class FloatUnpacker(wiring.Component):
                 nan = (exp_field == all_ones) & (mantissa == (1 << man) - 1)
             else:
                 inf = nan = C(0)
-            zero = ~normal & ((mantissa == 0) | (not fmt.subnormals))
-            with m.If(self.en):
-                m.d.sync += [
-                    s1_sign.eq(code[-1]),
-                    s1_integer.eq(Cat(mantissa, normal)),
-                    # A subnormal mantissa is normalised into the man+1 bits of M.
-                    s1_zeros.eq(Mux(normal, 0, zeros + 1)),
-                    s1_normal.eq(normal),
-                    s1_exp_field.eq(exp_field),
-                    s1_flags.eq(Cat(zero, inf, nan)),
-                ]
+            flags = Cat(~normal & ((mantissa == 0) | (not fmt.subnormals)), inf, nan)
+        bits = _padded_bits(counted, width)
+        group = min(8, len(bits))
+        groups = [_count_zeros(_bit_leaves(bits[i:i + group]))
+                  for i in range(0, len(bits), group)]
+        s2_groups = [(Signal(name=f"s2_zero{i}"), Signal(len(count), name=f"s2_count{i}"))
+                     for i, (_, count) in enumerate(groups)]
+        with m.If(self.en):
+            m.d.sync += [
+                s2_sign.eq(sign),
+                s2_integer.eq(integer),
+                s2_normal.eq(normal),
+                s2_exp_field.eq(exp_field),
+                s2_flags.eq(flags),
+            ]
+            for (zero, count), (s2_zero, s2_count) in zip(groups, s2_groups):
+                m.d.sync += [s2_zero.eq(zero), s2_count.eq(count)]
 
+        # Stage 3: the leading zeros of M from those of its groups.
+        all_zero, total = _count_zeros(s2_groups)
+        s3_sign = Signal()
+        s3_integer = Signal(width)
+        s3_zeros = Signal(range(width + 1))
+        s3_normal = Signal()
+        s3_exp_field = Signal.like(s2_exp_field)
+        s3_flags = Signal(3)
+        with m.If(self.en):
+            m.d.sync += [
+                s3_sign.eq(s2_sign),
+                s3_integer.eq(s2_integer),
+                s3_zeros.eq(Mux(s2_normal, 0, Mux(all_zero, width, total))),
+                s3_normal.eq(s2_normal),
+                s3_exp_field.eq(s2_exp_field),
+                s3_flags.eq(s2_flags),
+            ]
+
+        # Stage 4: normalise M and place the exponent of its leading one.
         with m.If(self.en):
             if fmt.twos_complement:
-                exponent = fmt.emin - s1_zeros
+                exponent = fmt.emin - s3_zeros
             else:
-                exponent = Mux(s1_normal, s1_exp_field - fmt.bias, fmt.emin - s1_zeros)
+                exponent = Mux(s3_normal, s3_exp_field - fmt.bias, fmt.emin - 1 - s3_zeros)
             m.d.sync += [
-                value.sign.eq(s1_sign),
-                value.exponent.eq(exponent),
-                value.significand.eq((s1_integer << s1_zeros)[:man + 1]),
-                Cat(self.zero, self.inf, self.nan).eq(s1_flags),
+                self.value.sign.eq(s3_sign),
+                self.value.exponent.eq(exponent),
+                self.value.significand.eq((s3_integer << s3_zeros)[:width]),
+                Cat(self.zero, self.inf, self.nan).eq(s3_flags),
             ]
         return m
 
@@ -227,7 +259,7 @@ class FloatRounder(wiring.Component):
         The rounded code, :attr:`LATENCY` advances after the inputs.
     """
 
-    LATENCY = 6
+    LATENCY = 7
 
     def __init__(self, fmt, *, exponent_shape, sig_bits, sr_bits=8, saturate=True):
         self._fmt = _check_hw_format(fmt, "Target format")
@@ -268,36 +300,48 @@ class FloatRounder(wiring.Component):
         top_lead = fmt.max_exp_field - fmt.bias + 1 if fmt.exp_bits else fmt.emin
         exponent = self.exponent
 
-        # Stage 1: where the kept LSB lies (step 2) and the exponent part of the code (step 4).
-        s1_shift = Signal(range(max_shift + 1))
-        s1_exp_code = Signal(range((1 << fmt.exp_bits) + 1))
-        s1_flush = Signal()                  # no subnormals and below the normal range
-        s1_huge = Signal()                   # certainly above the largest finite value
-        s1_sig = Signal(width)
-        s1 = [Signal(1, name="s1_sign"), Signal(1, name="s1_inf"), Signal(1, name="s1_nan"),
-              Signal(RoundingMode, name="s1_mode"), Signal(R, name="s1_draw")]
-        below = Signal(exponent.shape().width + 1)   # emin - exponent when positive
-        m.d.comb += below.eq(fmt.emin - exponent)
+        # Stages 0 and 1: where the kept LSB lies (step 2) and the exponent part of the code
+        # (step 4). Below the normal range the LSB moves `extra` places up, `extra` being
+        # emin - exponent (plus man_bits without subnormals); the comparisons are against
+        # constants, beside the subtraction.
+        lowest_normal = fmt.emin if fmt.subnormals else fmt.emin + man
+        limit = max_shift - base_shift
+        s0_normal = Signal()                 # in the normal range
+        s0_huge = Signal()                   # certainly above the largest finite value
+        s0_out = Signal()                    # so far below that everything is shifted out
+        s0_extra = Signal(range(limit + 1))
+        s0_exp_code = Signal(range((1 << fmt.exp_bits) + 1))
+        s0_sig = Signal(width)
+        s0 = [Signal(1, name="s0_sign"), Signal(1, name="s0_inf"), Signal(1, name="s0_nan"),
+              Signal(RoundingMode, name="s0_mode"), Signal(R, name="s0_draw")]
+        nonzero = self.significand[-1]
         with m.If(self.en):
             m.d.sync += [
-                s1_sig.eq(self.significand << (width - self._sig_bits)),
-                s1_huge.eq((exponent > top_lead) & self.significand[-1]),
-                Cat(*s1).eq(Cat(self.sign, self.inf, self.nan, self.mode, self.draw)),
+                s0_normal.eq((exponent >= fmt.emin) & nonzero),
+                s0_huge.eq((exponent > top_lead) & nonzero),
+                s0_out.eq(exponent < lowest_normal - limit),
+                s0_extra.eq(lowest_normal - exponent),
+                s0_exp_code.eq(exponent + fmt.bias - 1),
+                s0_sig.eq(self.significand << (width - self._sig_bits)),
+                Cat(*s0).eq(Cat(self.sign, self.inf, self.nan, self.mode, self.draw)),
             ]
-            with m.If((exponent >= fmt.emin) & self.significand[-1]):
-                m.d.sync += [
-                    s1_shift.eq(base_shift),
-                    s1_exp_code.eq(Mux(exponent > top_lead, 0, exponent + fmt.bias - 1)),
-                    s1_flush.eq(0),
-                ]
-            with m.Else():
-                extra = below if fmt.subnormals else below + man
-                m.d.sync += [
-                    s1_shift.eq(Mux(extra > max_shift - base_shift, max_shift,
-                                    base_shift + extra)),
-                    s1_exp_code.eq(0),
-                    s1_flush.eq(not fmt.subnormals),
-                ]
+
+        s1_shift = Signal(range(max_shift + 1))
+        s1_exp_code = Signal.like(s0_exp_code)
+        s1_flush = Signal()                  # no subnormals and below the normal range
+        s1_huge = Signal()
+        s1_sig = Signal(width)
+        s1 = [Signal.like(s) for s in s0]
+        with m.If(self.en):
+            m.d.sync += [
+                s1_sig.eq(s0_sig),
+                s1_huge.eq(s0_huge),
+                s1_exp_code.eq(Mux(s0_normal & ~s0_huge, s0_exp_code, 0)),
+                s1_flush.eq(~s0_normal & (not fmt.subnormals)),
+                s1_shift.eq(Mux(s0_normal, base_shift,
+                                Mux(s0_out, max_shift, base_shift + s0_extra))),
+                Cat(*s1).eq(Cat(*s0)),
+            ]
 
         # Stages 2 and 3: the kept integer n, the R bits below it and a sticky bit (step 3),
         # shifting first by whole groups of 8 bits, then by the rest.

@@ -24,7 +24,7 @@ from golden.mx import SCALE_BIAS, SCALE_EMAX, SCALE_NAN, check_block, check_elem
 from .float import FloatUnpacker, FloatRounder, exponent_range, unpacked_layout
 from .mx_layouts import (check_in_format, check_lanes, float_beat_layout, mx_block_layout,
                          mx_config_layout)
-from .rng import StochasticDraws
+from .rng import SeedMixer, StochasticDraws
 
 
 __all__ = ["MXQuantizer"]
@@ -91,11 +91,25 @@ class MXQuantizer(wiring.Component):
         # exponents to the beat's maximum, one tree level per stage. All stages move together
         # whenever the last one is empty or its beat goes into a bank.
         pipe_advance = Signal()
-        m.d.comb += self.i.ready.eq(pipe_advance)
 
+        # A frame whose last beat ends inside a block continues with zero beats (marked
+        # last) up to the block's end, while the input is held off.
         in_frame = Signal()
         frame_cfg = Signal(mx_config_layout)
-        with m.If(self.i.valid & self.i.ready):
+        in_beat = Signal(range(beats))
+        padding = Signal()
+        accepted = Signal()
+        m.d.comb += [
+            self.i.ready.eq(pipe_advance & ~padding),
+            accepted.eq(self.i.valid & self.i.ready),
+        ]
+        with m.If(accepted | (padding & pipe_advance)):
+            m.d.sync += in_beat.eq(Mux(in_beat == beats - 1, 0, in_beat + 1))
+            with m.If(in_beat == beats - 1):
+                m.d.sync += padding.eq(0)
+            with m.Elif(accepted & self.i.payload.last):
+                m.d.sync += padding.eq(1)
+        with m.If(accepted):
             m.d.sync += in_frame.eq(~self.i.payload.last)
             with m.If(~in_frame):
                 m.d.sync += frame_cfg.eq(self.cfg)
@@ -106,18 +120,37 @@ class MXQuantizer(wiring.Component):
             "first": 1,                     # the beat starts its frame
             "cfg":   mx_config_layout,      # configuration of its frame
         })
-        # Two stages of unpacking, then a stage that registers the lanes and their exponents.
-        raw = Signal(beat, name="raw")
-        mid = Signal(beat, name="mid")
+        # The stages of unpacking, then a stage that registers the lanes and their exponents.
+        # The seed is hashed alongside.
+        m.submodules.mixer = mixer = SeedMixer()
+        m.d.comb += [
+            mixer.en.eq(pipe_advance),
+            mixer.seed.eq(Mux(in_frame, frame_cfg.seed, self.cfg.seed)),
+        ]
+        mixed = mixer.mixed
+        for index in range(FloatUnpacker.LATENCY - SeedMixer.LATENCY):
+            delayed = Signal(32, name=f"mixed{index}")
+            with m.If(pipe_advance):
+                m.d.sync += delayed.eq(mixed)
+            mixed = delayed
+        stage = Signal(beat, name="raw")
+        with m.If(pipe_advance):
+            m.d.sync += [
+                stage.valid.eq(self.i.valid | padding),
+                stage.last.eq(self.i.payload.last | padding),
+                stage.first.eq(~in_frame & ~padding),
+                stage.cfg.eq(Mux(in_frame, frame_cfg, self.cfg)),
+            ]
+        for index in range(FloatUnpacker.LATENCY - 1):
+            delayed = Signal(beat, name=f"unpacking{index}")
+            with m.If(pipe_advance):
+                m.d.sync += delayed.eq(stage)
+            stage = delayed
         unpacked = Signal(beat, name="unpacked")
         with m.If(pipe_advance):
             m.d.sync += [
-                raw.valid.eq(self.i.valid),
-                raw.last.eq(self.i.payload.last),
-                raw.first.eq(~in_frame),
-                raw.cfg.eq(Mux(in_frame, frame_cfg, self.cfg)),
-                mid.eq(raw),
-                unpacked.eq(mid),
+                unpacked.eq(stage),
+                unpacked.cfg.seed.eq(mixed),
             ]
         unpacked_row = Signal(row)
         unpacked_special = Signal()
@@ -128,7 +161,7 @@ class MXQuantizer(wiring.Component):
             m.submodules[f"unpack{lane}"] = unpacker
             m.d.comb += [
                 unpacker.en.eq(pipe_advance),
-                unpacker.code.eq(self.i.payload.data[lane]),
+                unpacker.code.eq(Mux(padding, 0, self.i.payload.data[lane])),
             ]
             specials.append(unpacker.inf | unpacker.nan)
             with m.If(pipe_advance):
@@ -163,7 +196,12 @@ class MXQuantizer(wiring.Component):
         p2_last, p2_first, p2_cfg = stage.last, stage.first, stage.cfg
 
         # ---- Collector, stage 3: write the beat into the bank, accumulate the block maximum.
-        m.submodules.banks = banks = Memory(shape=row, depth=2 * beats, init=[])
+        # Two banks are shallow (2 * beats rows): on ECP5 distributed RAM is faster than a
+        # block RAM's output; iCE40 has no distributed RAM.
+        ram_style = {"ram_style": "distributed"} \
+            if getattr(platform, "family", None) == "ecp5" else {}
+        m.submodules.banks = banks = Memory(shape=row, depth=2 * beats, init=[],
+                                            attrs=ram_style)
         write = banks.write_port()
         read = banks.read_port(domain="sync")
 
@@ -179,7 +217,6 @@ class MXQuantizer(wiring.Component):
 
         write_bank = Signal()
         write_beat = Signal(range(beats))
-        padding = Signal()
         block_peak = Signal(exponent_shape, init=nothing)   # reset at every block's end
         block_special = Signal()
         block_first = Signal()
@@ -188,24 +225,21 @@ class MXQuantizer(wiring.Component):
         bank_free = ~full.bit_select(write_bank, 1)
         step = Signal()
         m.d.comb += [
-            pipe_advance.eq(~p2_valid | (bank_free & ~padding)),
-            step.eq((p2_valid | padding) & bank_free),
+            pipe_advance.eq(~p2_valid | bank_free),
+            step.eq(p2_valid & bank_free),
         ]
-        beat_peak = Mux(padding, nothing, p2_peak)
-        beat_special = ~padding & p2_special
-        closing = padding | p2_last
         starting = write_beat == 0
         peak = Signal(exponent_shape)
         special = Signal()
         first = Signal()
         cfg = Signal(mx_config_layout)
         m.d.comb += [
-            peak.eq(Mux(beat_peak > block_peak, beat_peak, block_peak)),
-            special.eq(beat_special | (~starting & block_special)),
+            peak.eq(Mux(p2_peak > block_peak, p2_peak, block_peak)),
+            special.eq(p2_special | (~starting & block_special)),
             first.eq(Mux(starting, p2_first, block_first)),
             cfg.eq(Mux(starting, p2_cfg, block_cfg)),
             write.addr.eq(write_bank * beats + write_beat),
-            write.data.eq(Mux(padding, 0, p2_row)),
+            write.data.eq(p2_row),
             write.en.eq(step),
         ]
         with m.If(step):
@@ -217,17 +251,14 @@ class MXQuantizer(wiring.Component):
             ]
             with m.If(write_beat == beats - 1):
                 m.d.sync += [
-                    descriptors[write_bank].eq(Cat(peak, special, first, closing, cfg)),
+                    descriptors[write_bank].eq(Cat(peak, special, first, p2_last, cfg)),
                     full.bit_select(write_bank, 1).eq(1),
                     write_bank.eq(~write_bank),
                     write_beat.eq(0),
                     block_peak.eq(nothing),
-                    padding.eq(0),
                 ]
             with m.Else():
                 m.d.sync += write_beat.eq(write_beat + 1)
-                with m.If(closing):
-                    m.d.sync += padding.eq(1)
 
         # ---- Converter. Everything below advances together unless the output is held.
         advance = Signal()
@@ -279,13 +310,14 @@ class MXQuantizer(wiring.Component):
         # E = clamp(peak - emax, -127, 127); stage 3: scaled by 2^-E.
         s2 = Signal(control, name="s2")
         s2_row = Signal(row)
-        unclamped = Signal(range(nothing - self._elem.emax, highest - self._elem.emax + 1))
-        m.d.comb += unclamped.eq(s1.peak - self._elem.emax)
+        emax = self._elem.emax
+        # The clamping compares the peak with constants, beside the subtraction.
         with m.If(advance):
             m.d.sync += [
                 s2.eq(s1),
-                s2.shared.eq(Mux((s1.peak == nothing) | (unclamped < -SCALE_EMAX), -SCALE_EMAX,
-                                 Mux(unclamped > SCALE_EMAX, SCALE_EMAX, unclamped))),
+                s2.shared.eq(Mux((s1.peak == nothing) | (s1.peak < emax - SCALE_EMAX),
+                                 -SCALE_EMAX,
+                                 Mux(s1.peak > emax + SCALE_EMAX, SCALE_EMAX, s1.peak - emax))),
                 s2_row.eq(read.data),
             ]
         scaled_shape = Shape.cast(range(nothing - SCALE_EMAX, highest + SCALE_EMAX + 1))

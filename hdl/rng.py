@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from golden.rng import LFSR_DEGREE, LFSR_TAP, SEED_CONSTANT
 
 
-__all__ = ["StochasticDraws"]
+__all__ = ["StochasticDraws", "SeedMixer"]
 
 
 def _sequence_masks(count):
@@ -84,4 +84,53 @@ class StochasticDraws(wiring.Component):
         with m.If(self.advance):
             m.d.sync += state.eq(Cat(_xor_of(current, masks[used + i])
                                      for i in range(LFSR_DEGREE)))
+        return m
+
+
+class SeedMixer(wiring.Component):
+    """Thomas Wang's 32-bit integer hash of the seed (:func:`golden.rng.mix_seed`), so that
+    nearby seeds (0, 1, 2, ...) start the generator from unrelated states; pipelined.
+
+    Attributes
+    ----------
+    en : In(1)
+        Advance the pipeline by one stage.
+    seed : In(32)
+        The seed (sampled when ``en`` is high).
+    mixed : Out(32)
+        Its hash, :attr:`LATENCY` advances later.
+    """
+
+    LATENCY = 4
+
+    def __init__(self):
+        super().__init__({
+            "en":    In(1),
+            "seed":  In(32),
+            "mixed": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        key = self.seed
+        first = Signal(32)
+        second = Signal(32)
+        partial = Signal(32)                # second + (second << 3)
+        kept = Signal(32)                   # second, one stage on
+        sum1 = Signal(32)
+        sum2 = Signal(32)
+        sum3 = Signal(32)
+        m.d.comb += [
+            sum1.eq(~key + (key << 15)),
+            sum2.eq(first + (first << 2)),
+            sum3.eq(partial + (kept << 11)),
+        ]
+        with m.If(self.en):
+            m.d.sync += [
+                first.eq(sum1 ^ (sum1 >> 12)),
+                second.eq(sum2 ^ (sum2 >> 4)),
+                partial.eq(second + (second << 3)),
+                kept.eq(second),
+                self.mixed.eq(sum3 ^ (sum3 >> 16)),
+            ]
         return m
