@@ -5,8 +5,8 @@ two's-complement fixed-point ``int{w}`` element, which is treated as a float wit
 bits: every code is "subnormal", value ``2^emin * m / 2^man_bits`` with ``emin = 1``, which is
 ``k / 2^(w-2)`` as SPEC section 2 requires. One rounding routine then serves every format.
 
-Conversion (:func:`encode_float`) follows the same steps as the hardware rounder in
-``hdl/rounder.py``, so the two can be read side by side:
+Conversion (:func:`encode_float`) follows the same steps as the hardware rounder
+(``FloatRounder`` in ``hdl/float.py``), so the two can be read side by side:
 
 1. split ``|x|`` into the exponent of its leading one ``e`` and the significand;
 2. the *quantum* exponent ``q``: ``max(e, emin) - man_bits`` (``e - man_bits`` for normals and
@@ -18,6 +18,12 @@ Conversion (:func:`encode_float`) follows the same steps as the hardware rounder
    exponent by itself when ``n`` rounds up to ``2^(man_bits+1)``);
 5. overflow: magnitude codes above the largest finite one saturate or become Inf/NaN;
 6. the sign: a sign bit, or two's complement for ``int{w}``.
+
+Inputs that are exactly float32 values (float32, float16, bfloat16, small integers, and
+float64 arrays holding only float32 values) take these steps on their float32 bit patterns
+with integer operations (:func:`_encode_radix2_bits`), chunk by chunk, for every format of up
+to 23 mantissa bits whose values stay below 2^128; other inputs and formats take them on
+float64 values (:func:`_encode_radix2`). Both give the same codes.
 
 NaN input gives the format's canonical NaN (positive, quiet); formats without NaN give +0 (an
 MX block that holds a NaN is marked by its scale instead). Inf input saturates with
@@ -87,6 +93,9 @@ class FloatFormat:
                              f"not {self.exp_bits} and {self.man_bits}")
         if self.specials == "ieee" and (self.exp_bits < 2 or self.man_bits < 1):
             raise ValueError("IEEE-style specials need at least 2 exponent and 1 mantissa bits")
+        if 1 + self.exp_bits + self.man_bits > 32:
+            raise ValueError(f"Codes must be at most 32 bits wide, not "
+                             f"{1 + self.exp_bits + self.man_bits}")
         if self.twos_complement and self.exp_bits != 0:
             raise ValueError("Two's complement codes are only for formats with no exponent bits")
 
@@ -196,6 +205,40 @@ def _code_dtype(fmt):
 def decode_float(codes, fmt):
     """The float64 values of integer ``codes`` in format ``fmt`` (bits above the code ignored)."""
     fmt = resolve_format(fmt)
+    if fmt.bits <= 16:
+        # a lookup in the values of all 2^bits codes
+        index = _code_index(codes, fmt)
+        values = _decode_table(fmt).take(index.reshape(-1), mode="clip").reshape(index.shape)
+        return values[()] if fmt.twos_complement else values    # the formula's result type
+    return _decode_values(codes, fmt)
+
+
+def _code_index(codes, fmt):
+    """``codes & (2^bits - 1)`` as an array of non-negative integers."""
+    codes = np.asarray(codes)
+    mask = (1 << fmt.bits) - 1
+    dtype = codes.dtype
+    if dtype.isnative and (dtype.kind == "u" and dtype.itemsize <= 2
+                           or dtype.kind == "i" and fmt.bits <= 8 * dtype.itemsize <= 16):
+        codes = codes.view(f"u{dtype.itemsize}")     # the two's complement bits, as & sees them
+        return codes if mask >= np.iinfo(codes.dtype).max else codes & mask
+    return codes.astype(np.int64) & mask
+
+
+_tables = {}
+
+
+def _decode_table(fmt):
+    """The values of the codes ``0 .. 2^bits - 1`` of a format of at most 16 bits."""
+    if fmt not in _tables:
+        table = _decode_values(np.arange(1 << fmt.bits), fmt)
+        table.flags.writeable = False
+        _tables[fmt] = table
+    return _tables[fmt]
+
+
+def _decode_values(codes, fmt):
+    """:func:`decode_float` by the format's definition."""
     codes = np.asarray(codes).astype(np.int64) & ((1 << fmt.bits) - 1)
     man_mask = (1 << fmt.man_bits) - 1
     if fmt.twos_complement:
@@ -223,11 +266,33 @@ def decode_float(codes, fmt):
     return np.where(negative, -value, value)
 
 
-def _as_float64(x):
+def _check_real(x):
     x = np.asarray(x)
     if x.dtype.kind in "bcOSU" or x.dtype.kind == "V" and x.dtype.itemsize > 2:
         raise TypeError(f"Input must be an array of real numbers, not of dtype {x.dtype}")
-    return x.astype(np.float64)
+    return x
+
+
+def _as_float64(x):
+    return _check_real(x).astype(np.float64)
+
+
+def _as_float32_bits(x):
+    """The float32 bit patterns of ``x`` (int32, C order) when every element converts to
+    float32 exactly (float32, float16, bfloat16 and 8- or 16-bit integer inputs; float64
+    inputs whose values all are float32 values), else None."""
+    dtype = x.dtype
+    if dtype == np.float64:
+        with np.errstate(over="ignore", invalid="ignore"):
+            x32 = x.astype(np.float32)
+        same = x32 == x
+        if not same.all() and not np.isnan(x[~same]).all():
+            return None
+        return np.ascontiguousarray(x32).view(np.int32)
+    if not (dtype == np.float32 or dtype == np.float16 or dtype.name == "bfloat16"
+            or dtype.kind in "iu" and dtype.itemsize <= 2):
+        return None
+    return np.ascontiguousarray(x, dtype=np.float32).view(np.int32)
 
 
 def _check_sr_bits(sr_bits):
@@ -267,22 +332,54 @@ def encode_float(x, fmt, rounding="nearest_even", saturate=True, seed=0, *, sr_b
     fmt = resolve_format(fmt)
     check_rounding(rounding)
     sr_bits = _check_sr_bits(sr_bits)
+    rng._check_seed(seed)
     if not isinstance(saturate, (bool, np.bool_)):
         raise TypeError(f"Saturate must be a bool, not {saturate!r}")
-    x = _as_float64(x)
+    x = _check_real(x)
+    draws = None
     if rounding == "stochastic":
         if random is None:
-            random = rng.draws(seed, x.size, sr_bits).reshape(x.shape)
+            rng._check_seed(seed)
+            random = rng._draws(seed, x.size, sr_bits).reshape(x.shape)
+            draws = random.view(np.int32) if random.dtype == np.uint32 else random
         else:
             random = np.asarray(random).astype(np.int64)
             if random.shape != x.shape:
                 raise ValueError(f"Random draws must have the shape of the input {x.shape}, "
                                  f"not {random.shape}")
+            draws = _clip_draws(random, sr_bits)
+        if fmt.radix == 4:
+            raise ValueError(f"Rounding 'stochastic' is not supported for radix-4 format "
+                             f"{fmt.name}")
+    bits = _as_float32_bits(x)
+    plan = None if bits is None else _bit_plan(fmt, rounding, sr_bits)
+    if plan is not None and (rounding != "stochastic" or draws is not None):
+        codes = np.empty(x.shape, _code_dtype(fmt))
+        bits, codes = bits.reshape(-1), codes.reshape(-1)
+        if draws is not None:
+            draws = draws.reshape(-1)
+        for start in range(0, bits.size, _CHUNK):
+            part = slice(start, start + _CHUNK)
+            _encode_bits(bits[part], plan, saturate, None if draws is None else draws[part],
+                         out=codes[part])
+        return codes.reshape(x.shape)
+    x = x.astype(np.float64)
     if fmt.radix == 4:
         magnitude = _encode_radix4(np.abs(x), fmt, rounding)
     else:
         magnitude = _encode_radix2(np.abs(x), fmt, rounding, random, sr_bits)
     return _finish(x, magnitude, fmt, saturate)
+
+
+def _clip_draws(random, sr_bits):
+    """Explicit draws as int32 for the bit-pattern path, or None if they are too large for it.
+
+    Only ``kept + draw >= 2^R`` matters, with ``0 <= kept < 2^R``: every draw below 0 acts as
+    0 and every draw above ``2^R`` as ``2^R``.
+    """
+    if random.size and random.max() > 1 << 62:   # kept + draw would wrap around in int64
+        return None
+    return np.clip(random, 0, 1 << sr_bits).astype(np.int32)
 
 
 def _encode_radix2(a, fmt, rounding, random, sr_bits):
@@ -362,6 +459,215 @@ def _finish(x, magnitude, fmt, saturate):
         code = magnitude | (negative.astype(np.int64) << (fmt.bits - 1))
     code = np.where(nan, 0 if fmt.nan_code is None else fmt.nan_code, code)
     return code.astype(_code_dtype(fmt))
+
+
+# The same steps on float32 bit patterns.
+#
+# Float32, float16 and bfloat16 inputs (and 8- and 16-bit integers) are exactly float32, so
+# steps 1 to 6 can work on the integer bit patterns of float32 in place of float64 values:
+# the exponent of the leading one and the significand come from the exponent and mantissa
+# fields, ``floor(|x| / 2^q)`` and the bits below it from shifts. The arrays are processed in
+# chunks of ``_CHUNK`` elements so that the temporaries stay in the cache.
+
+_CHUNK = 1 << 16                 # a multiple of every MX block size
+_F32_EXP_ONE = 1 << 23           # exponent field 1 / leading one of a float32 significand
+_F32_INF = 0x7F800000            # |x| bit patterns above this are NaN
+
+
+class _BitPlan:
+    """Constants of the bit-pattern path for one format, rounding mode and ``R``.
+
+    Exponents are those of step 4's code, ``e = exp + bias - 1`` (exp: of the leading one),
+    so ``max(e, 0)`` is the exponent part of the magnitude code; significands have their
+    leading one in bit ``23 + guard``.
+    """
+
+    def __init__(self, fmt, rounding, sr_bits, max_shift):
+        self.fmt = fmt
+        self.rounding = rounding
+        self.radix = fmt.radix
+        if fmt.radix == 4:
+            top = (1 << fmt.exp_bits) - 1
+            if rounding == "toward_zero":
+                # the levels 4^(k - bias), k = 1..top: the code is the number of levels <= |x|
+                self.thresholds = [4.0 ** (k - fmt.bias) for k in range(1, top + 1)]
+            else:
+                # the midpoints between successive levels (and between 0 and the first one):
+                # the code is the number of midpoints below |x| (at or below for nearest_away)
+                self.thresholds = [4.0 ** (1 - fmt.bias) / 2] + \
+                    [4.0 ** (k - fmt.bias) * 2.5 for k in range(1, top + 1)]
+            self.ok = all(np.isfinite(np.float32(t)) and float(np.float32(t)) == t
+                          for t in self.thresholds)
+            self.dtype = np.int32
+            return
+        man = fmt.man_bits
+        self.man = man
+        # Bits under the kept LSB that rounding looks at: R (stochastic), a guard bit
+        # (nearest), none (toward zero).
+        self.below = {"stochastic": sr_bits, "toward_zero": 0}.get(rounding, 1)
+        # e from the float32 exponent field f: e = f - 127 + bias - 1
+        self.f32_to_e = fmt.bias - 128
+        # Significand bits under the quantum of a normal value: 23 - man_bits, plus guard
+        # bits appended under the significand so that this is never less than `below`.
+        self.guard = max(0, self.below - (23 - man))
+        self.normal_drop = 23 - man + self.guard
+        # At e <= lowest_e every significand bit lies more than `below` bits under the
+        # quantum (all of it rounds to 0 by any mode): clamping e there keeps shifts small.
+        self.lowest_e = -1 - self.below - (man if fmt.subnormals else 0)
+        # Float32 subnormals and zeros, taken with exponent field 1 in step 1, are exact while
+        # e <= tiny_e: below the normal range, or at its bottom for subnormal formats.
+        self.tiny_e = 0 if fmt.subnormals else -1
+        # The largest magnitude code, for f up to 255 (Inf/NaN) plus what MX scaling adds.
+        bound = (max(255 + self.f32_to_e + max_shift, 0) << man) + (2 << man)
+        fits32 = bound < 1 << 31 and fmt.bits <= 31 and 24 + self.guard <= 30
+        self.dtype = np.int32 if fits32 else np.int64
+        # Exact where float32 Inf overflows the format by itself (its largest value is below
+        # 2^128) and the quantum never lies inside a float32 significand's last bit (s >= 0).
+        self.ok = man <= 23 and fmt.max_exp_field - fmt.bias <= 127 and abs(fmt.bias) < 1 << 16
+
+
+_plans = {}
+
+
+def _bit_plan(fmt, rounding, sr_bits, max_shift=0):
+    """The :class:`_BitPlan` of a conversion, or None where the bit-pattern path does not apply."""
+    key = (fmt, rounding, sr_bits if rounding == "stochastic" else 0, max_shift)
+    if key not in _plans:
+        plan = _BitPlan(fmt, rounding, sr_bits, max_shift)
+        _plans[key] = plan if plan.ok else None
+    return _plans[key]
+
+
+def _encode_bits(bits, plan, saturate, draws, *, a=None, scale_exp=None, tiny=None, out):
+    """Codes of float32 bit patterns ``bits`` (int32, one chunk) into ``out``: steps 1 to 6.
+
+    ``a`` is ``bits & 0x7FFFFFFF`` if already at hand. For MX, ``scale_exp`` is
+    ``E - plan.f32_to_e`` per element, the input being ``x / 2^E``, and NaNs need no code
+    (their block is all 0). ``tiny`` tells whether float32 subnormals and zeros need their
+    exact exponent: where ``1 - scale_exp > plan.tiny_e``.
+    """
+    if plan.dtype != np.int32:
+        bits = bits.astype(plan.dtype)
+        a = None
+    if a is None:
+        a = bits & 0x7FFFFFFF
+    if plan.radix == 4:
+        magnitude = _encode_radix4_bits(a, plan)
+    else:
+        if tiny is None:
+            tiny = 1 + plan.f32_to_e > plan.tiny_e
+        magnitude = _encode_radix2_bits(a, plan, draws, scale_exp, tiny)
+    _finish_bits(bits, a if scale_exp is None else None, magnitude, plan.fmt, saturate, out)
+
+
+def _encode_radix2_bits(a, plan, draws, scale_exp, tiny):
+    """Steps 1 to 4 on the bit patterns ``a`` of ``|x|``: the magnitude code before overflow
+    handling (may exceed the largest one)."""
+    # Step 1: the exponent of the leading one, as e = exp + bias - 1, and the significand. A
+    # float32 subnormal is taken with exponent field 1 and no leading one: the same value.
+    e = a >> 23
+    np.maximum(e, 1, out=e)
+    sig = e << 23
+    np.subtract(a, sig, out=sig)
+    sig += _F32_EXP_ONE
+    if scale_exp is None:
+        e += plan.f32_to_e
+    else:
+        e -= scale_exp
+    if tiny:
+        _normalise_tiny(a, e, sig, plan)
+    if plan.guard:
+        sig <<= plan.guard
+    # Step 2: the quantum exponent q = max(exp, emin) - man_bits, as the number of
+    # significand bits under it: s = max(e, 0) - e + 23 - man_bits (+ guard bits); without
+    # subnormals q = emin below the normal range, which puts man_bits more bits under it.
+    np.maximum(e, plan.lowest_e, out=e)
+    kept_e = np.maximum(e, 0)
+    drop = kept_e - e
+    if not plan.fmt.subnormals:
+        subnormal = e < 0
+        np.add(drop, plan.man, out=drop, where=subnormal)
+    # Step 3: n = floor(|x| / 2^q) and the `below` bits under it, t = sig >> (s - below); the
+    # rounding mode decides the increment.
+    drop += plan.normal_drop - plan.below
+    t = sig >> drop
+    if plan.rounding == "nearest_even":
+        n = t >> 1
+        increment = n | ((t << drop) != sig)        # odd or sticky (bits under the guard bit)
+        increment &= t                              # ... and the guard bit, bit 0 of t
+        increment &= 1
+        n += increment
+    elif plan.rounding == "nearest_away":
+        n = t + 1                                   # the guard bit carries into n
+        n >>= 1
+    elif plan.rounding == "toward_zero":
+        n = t
+    else:
+        # the R bits under n plus the draw carry into n iff they add up to 2^R or more
+        n = t & ((1 << plan.below) - 1)
+        n += draws
+        n >>= plan.below
+        n += t >> plan.below
+    # Step 4: the magnitude code (max(e, 0) << man_bits) + n; without subnormals n counts
+    # units of 2^emin below the normal range.
+    if not plan.fmt.subnormals:
+        np.left_shift(n, plan.man, out=n, where=subnormal)
+    kept_e <<= plan.man
+    kept_e += n
+    return kept_e
+
+
+def _normalise_tiny(a, e, sig, plan):
+    """Step 1 for float32 subnormals and zeros whose exponent field 1 does not give an exact
+    result: the exponent of the leading one and the normalised significand."""
+    tiny = np.flatnonzero((a < _F32_EXP_ONE) & (e > plan.tiny_e))
+    if not tiny.size:
+        return
+    mantissa = a[tiny]
+    lead = (mantissa.astype(np.float32).view(np.int32) >> 23) - 127   # floor(log2), -127 at 0
+    e[tiny] += lead - 23
+    sig[tiny] = mantissa << np.minimum(23 - lead, 23).astype(mantissa.dtype)
+    e[tiny[mantissa == 0]] = plan.lowest_e                           # no leading one at all
+
+
+def _encode_radix4_bits(a, plan):
+    """Radix-4 levels by the midpoint rule, on the bit patterns ``a`` of ``|x|``."""
+    a = a.view(np.float32)
+    code = np.zeros(a.shape, np.int32)
+    above = np.greater_equal if plan.rounding in ("nearest_away", "toward_zero") else np.greater
+    passed = np.empty(a.shape, bool)
+    for threshold in plan.thresholds:
+        above(a, np.float32(threshold), out=passed)
+        code += passed
+    return code
+
+
+def _finish_bits(bits, a, magnitude, fmt, saturate, out):
+    """Steps 5 and 6 on bit patterns: overflow, specials and the sign, into ``out``.
+
+    Inf has exponent 128 and overflows every format of the bit-pattern path by itself. NaNs
+    (``a > 0x7F800000``) are left alone if ``a`` is None.
+    """
+    if saturate or fmt.specials in ("none", "zero_only"):
+        np.minimum(magnitude, fmt.max_code, out=magnitude)
+    else:
+        np.copyto(magnitude, fmt.inf_code if fmt.specials == "ieee" else fmt.nan_code,
+                  where=magnitude > fmt.max_code)
+    if fmt.twos_complement:
+        negative = bits >> 31                       # 0 or -1
+        magnitude ^= negative
+        magnitude -= negative
+        if fmt.bits not in (8, 16, 32):
+            magnitude &= (1 << fmt.bits) - 1
+    else:
+        sign = bits >> (32 - fmt.bits)
+        sign &= 1 << (fmt.bits - 1)
+        magnitude |= sign
+    if a is not None:
+        nan = a > _F32_INF
+        if nan.any():
+            np.copyto(magnitude, 0 if fmt.nan_code is None else fmt.nan_code, where=nan)
+    np.copyto(out, magnitude, casting="unsafe")
 
 
 def quantize_float(x, fmt, rounding="nearest_even", saturate=True, seed=0, *, sr_bits=8):

@@ -3,6 +3,9 @@
 The model has the two halves of the hardware quantizer (``hdl/mx_quantizer.py``):
 :func:`shared_exponent` is its collector (block maximum, E8M0 scale, NaN flag) and the
 element conversion is its converter (:func:`golden.formats.encode_float` of ``x / 2^E``).
+For inputs that are exactly float32 values both run on float32 bit patterns, chunk by chunk
+(:func:`_encode_mx_bits`): the block maximum is that of the bit patterns and dividing by
+``2^E`` subtracts ``E`` from the exponents.
 
 Blocks run along the last axis. A last axis whose length is not a multiple of ``block`` is
 padded with +0 up to the next multiple; the padding takes part in everything the hardware
@@ -13,8 +16,11 @@ Stochastic-rounding draws follow stream order: the padded array flattened in C o
 
 import numpy as np
 
+from . import rng
 from .formats import FloatFormat, resolve_format, check_rounding, encode_float, decode_float
-from .formats import _as_float64, _check_sr_bits
+from .formats import _as_float64, _check_sr_bits, _check_real, _as_float32_bits, _bit_plan
+from .formats import _encode_bits, _code_dtype, _code_index, _decode_table
+from .formats import _CHUNK, _F32_EXP_ONE, _F32_INF
 
 
 __all__ = ["MX_ELEMENTS", "SCALE_BIAS", "SCALE_NAN", "check_block", "check_element",
@@ -61,12 +67,76 @@ def shared_exponent(blocks, elem):
     block) and ``nan``, true where the block holds a NaN or an Inf.
     """
     elem = check_element(elem)
+    blocks = np.asarray(blocks)
+    bits = _as_float32_bits(blocks) if blocks.ndim else None
+    if bits is not None:
+        # the same on float32 bit patterns: |x| is ordered like its bit pattern
+        a = bits & 0x7FFFFFFF
+        special = a >= _F32_INF
+        nan = special.any(axis=-1)
+        a[special] = 0
+        exponent = _peak_exponent(a.max(axis=-1, initial=0), elem.emax)
+        return np.clip(exponent.astype(np.int64), -SCALE_EMAX, SCALE_EMAX), nan
     special = ~np.isfinite(blocks)
     nan = special.any(axis=-1)
     peak = np.where(special, 0.0, np.abs(blocks)).max(axis=-1)
     _, e2 = np.frexp(peak)
     exponent = np.where(peak > 0, e2.astype(np.int64) - 1 - elem.emax, -SCALE_EMAX)
     return np.clip(exponent, -SCALE_EMAX, SCALE_EMAX), nan
+
+
+def _peak_exponent(peak, emax):
+    """``E`` from the bit patterns ``peak`` of the largest ``|x|`` of each block (int32)."""
+    shape, peak = peak.shape, peak.reshape(-1)
+    lead = peak >> 23                               # floor(log2(peak)) + 127 for normals
+    small = np.flatnonzero(peak < _F32_EXP_ONE)     # subnormal (or zero) peaks
+    if small.size:
+        lead[small] = (peak[small].astype(np.float32).view(np.int32) >> 23) - 149
+    exponent = lead - (127 + emax)
+    exponent[peak == 0] = -SCALE_EMAX
+    return np.clip(exponent, -SCALE_EMAX, SCALE_EMAX, out=exponent).reshape(shape)
+
+
+def _block_peaks(a, block):
+    """The largest bit pattern of each block of ``block`` consecutive elements of ``a``."""
+    if block >= 16:
+        return np.maximum.reduceat(a, np.arange(0, a.size, block))
+    columns = a.reshape(-1, block)
+    peak = columns[:, 0].copy()
+    for j in range(1, block):
+        np.maximum(peak, columns[:, j], out=peak)
+    return peak
+
+
+def _encode_mx_bits(bits, elem, block, plan, draws):
+    """:func:`encode_mx` on the float32 bit patterns of the padded input, ``bits`` (int32,
+    last axis a multiple of ``block``): collector and converter chunk by chunk."""
+    scales_out = np.empty(bits.shape[:-1] + (bits.shape[-1] // block,), np.uint8)
+    codes_out = np.empty(bits.shape, _code_dtype(elem))
+    bits, codes, scales = bits.reshape(-1), codes_out.reshape(-1), scales_out.reshape(-1)
+    emax = elem.emax
+    # NaN blocks hold the codes of +0 (0 in any sensible format)
+    zero_code = np.empty(1, codes.dtype)
+    _encode_bits(np.zeros(1, np.int32), plan, True, np.zeros(1, np.int32), out=zero_code)
+    for start in range(0, bits.size, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        chunk = bits[part]
+        # The collector: block maximum, NaN/Inf flag and E (see shared_exponent).
+        a = chunk & 0x7FFFFFFF
+        peak = _block_peaks(a, block)
+        nan = peak >= _F32_INF
+        exponent = _peak_exponent(peak, emax)
+        # The converter: the codes of x / 2^E, saturating; all 0 in a NaN block.
+        scale_exp = exponent - plan.f32_to_e
+        _encode_bits(chunk, plan, True, None if draws is None else draws[part], a=a,
+                     scale_exp=np.repeat(scale_exp, block),
+                     tiny=bool((1 - scale_exp > plan.tiny_e).any()), out=codes[part])
+        block_scales = scales[start // block:(start + chunk.size) // block]
+        np.add(exponent, SCALE_BIAS, out=block_scales, casting="unsafe")
+        if nan.any():
+            codes[part].reshape(-1, block)[nan] = zero_code[0]
+            block_scales[nan] = SCALE_NAN
+    return scales_out, codes_out
 
 
 def encode_mx(x, elem, block=32, rounding="nearest_even", seed=0, *, sr_bits=8):
@@ -96,6 +166,22 @@ def encode_mx(x, elem, block=32, rounding="nearest_even", seed=0, *, sr_bits=8):
     block = check_block(block)
     check_rounding(rounding)
     sr_bits = _check_sr_bits(sr_bits)
+    rng._check_seed(seed)
+    x = _check_real(x)
+    bits = _as_float32_bits(x) if x.ndim else None
+    plan = None if bits is None else _bit_plan(elem, rounding, sr_bits, SCALE_EMAX)
+    if plan is not None:
+        pad = -x.shape[-1] % block
+        if pad:
+            padded = np.zeros(x.shape[:-1] + (x.shape[-1] + pad,), np.int32)   # +0
+            padded[..., :x.shape[-1]] = bits
+            bits = padded
+        draws = None
+        if rounding == "stochastic":
+            rng._check_seed(seed)
+            draws = rng._draws(seed, bits.size, sr_bits)
+            draws = draws.view(np.int32) if draws.dtype == np.uint32 else draws
+        return _encode_mx_bits(bits, elem, block, plan, draws)
     blocks = _blocks(x, block)
     exponent, nan = shared_exponent(blocks, elem)
     with np.errstate(invalid="ignore"):
@@ -115,10 +201,38 @@ def decode_mx(scales, codes, elem, block=32):
     if codes.shape[:-1] != scales.shape[:-1] or codes.shape[-1] != scales.shape[-1] * block:
         raise ValueError(f"Codes of shape {codes.shape} do not match scales of shape "
                          f"{scales.shape} with block size {block}")
+    scales = scales.astype(np.int64)
+    if scales.size == 0 or scales.min() >= 0 and scales.max() <= SCALE_NAN:
+        return _decode_mx_table(scales, codes, elem, block)
     values = decode_float(codes, elem).reshape(scales.shape + (block,))
-    scales = scales.astype(np.int64)[..., None]
+    scales = scales[..., None]
     values = np.where(scales == SCALE_NAN, np.nan, np.ldexp(values, scales - SCALE_BIAS))
     return values.reshape(codes.shape)
+
+
+#: 2^(scale - 127) for every E8M0 scale code (the NaN code is handled apart)
+_SCALE_VALUES = np.ldexp(1.0, np.arange(256) - SCALE_BIAS)
+_SCALE_VALUES[SCALE_NAN] = 1.0
+_SCALE_VALUES.flags.writeable = False
+
+
+def _decode_mx_table(scales, codes, elem, block):
+    """:func:`decode_mx` for scales 0..255, chunk by chunk: element values from a table,
+    multiplied by ``2^(scale - 127)`` (the same as ``ldexp``: a power of two)."""
+    table = _decode_table(elem)
+    values = np.empty(codes.shape)
+    flat_values, flat_scales = values.reshape(-1), scales.reshape(-1)
+    flat_codes = codes.reshape(-1)
+    for start in range(0, flat_codes.size, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        chunk = flat_values[part]
+        table.take(_code_index(flat_codes[part], elem), mode="clip", out=chunk)
+        block_scales = flat_scales[start // block:(start + chunk.size) // block]
+        chunk *= np.repeat(_SCALE_VALUES[block_scales], block)
+        nan = block_scales == SCALE_NAN
+        if nan.any():
+            chunk.reshape(-1, block)[nan] = np.nan
+    return values
 
 
 def quantize_mx(x, elem, block=32, rounding="nearest_even", seed=0, *, sr_bits=8):

@@ -5,11 +5,13 @@ The generator is a 127-bit Fibonacci LFSR with the primitive trinomial ``x^127 +
 
     b[n + 127] = b[n + 1] XOR b[n]
 
-Seeding: for a 32-bit ``seed``, ``b[j] = seed[j mod 32] XOR PI_BITS[j]`` for ``j = 0..126``,
+Seeding: for a 32-bit ``seed``, ``s = mix_seed(seed)`` (Thomas Wang's 32-bit integer hash, so
+that nearby seeds give unrelated streams) and ``b[32i + k] = rotl(s, SEED_ROTATIONS[i])[k] XOR
+PI_BITS[32i + k]`` for ``32i + k = 0..126``,
 where ``PI_BITS`` are the bits of the constant ``0x243F6A8885A308D313198A2E03707344`` (the
 first hexadecimal digits of the fractional part of pi, bit ``j`` being ``(K >> j) & 1``).
-The state can never be all-zero because the constant's top bits differ from any periodic
-32-bit pattern.
+The state is never all-zero: that would need the 127 constant bits to equal four rotations
+of one 32-bit word, and they do not (checked in the tests).
 
 Draws: element ``n`` of a stream (in stream order, every element, including zeros, NaNs and
 padding, takes one draw) uses the ``R = sr_bits`` bits ``b[n*R .. n*R + R - 1]``, the first
@@ -25,7 +27,8 @@ costs a few LUTs per random bit.
 import numpy as np
 
 
-__all__ = ["LFSR_DEGREE", "LFSR_TAP", "SEED_CONSTANT", "initial_state", "lfsr_bits", "draws"]
+__all__ = ["LFSR_DEGREE", "LFSR_TAP", "SEED_CONSTANT", "SEED_ROTATIONS", "mix_seed", "initial_state", "lfsr_bits",
+           "draws"]
 
 
 LFSR_DEGREE   = 127
@@ -41,12 +44,37 @@ def _check_seed(seed):
     return int(seed)
 
 
+def mix_seed(seed):
+    """Thomas Wang's 32-bit integer hash (multiplier-free, a bijection), so that nearby seeds
+    start the generator from unrelated states (``hdl.rng.SeedMixer``)."""
+    key = _check_seed(seed)
+    mask = 0xFFFF_FFFF
+    key = (~key + (key << 15)) & mask
+    key ^= key >> 12
+    key = (key + (key << 2)) & mask
+    key ^= key >> 4
+    key = (key + (key << 3) + (key << 11)) & mask
+    key ^= key >> 16
+    return key
+
+
+#: The seed's hash fills the state 32 bits at a time, rotated left by these amounts: a state
+#: made of four equal words would lie close to a subspace that the LFSR maps into itself,
+#: so that streams of different seeds would agree for hundreds of thousands of draws.
+SEED_ROTATIONS = (0, 5, 11, 19)
+
+
+def _rotated(word, amount):
+    return ((word << amount) | (word >> (32 - amount))) & 0xFFFF_FFFF if amount else word
+
+
 def initial_state(seed):
     """The first 127 bits ``b[0..126]`` as a Python integer (bit ``j`` is ``b[j]``)."""
-    seed = _check_seed(seed)
+    mixed = mix_seed(seed)
+    words = [_rotated(mixed, amount) for amount in SEED_ROTATIONS]
     state = 0
     for j in range(LFSR_DEGREE):
-        bit = ((seed >> (j % 32)) & 1) ^ ((SEED_CONSTANT >> j) & 1)
+        bit = ((words[j // 32] >> (j % 32)) & 1) ^ ((SEED_CONSTANT >> j) & 1)
         state |= bit << j
     return state
 
@@ -87,8 +115,24 @@ def _words(seed, count):
     return words[:count]
 
 
+def _check_count(count):
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"Count must be a non-negative integer, not {count!r}")
+    return int(count)
+
+
+def _check_sr_bits(sr_bits):
+    if isinstance(sr_bits, bool) or not isinstance(sr_bits, (int, np.integer)) \
+            or not 1 <= sr_bits <= 24:
+        raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
+                         f"not {sr_bits!r}")
+    return int(sr_bits)
+
+
 def lfsr_bits(seed, count):
     """The first ``count`` bits of the sequence as a uint8 array of 0/1."""
+    _check_seed(seed)
+    count = _check_count(count)
     if count <= 64 * LFSR_DEGREE:
         return _first_bits(seed, count)
     words = _words(seed, -(-count // 64))
@@ -98,17 +142,42 @@ def lfsr_bits(seed, count):
 def draws(seed, count, sr_bits):
     """The first ``count`` draws of ``sr_bits`` bits each, as a uint32 array."""
     _check_seed(seed)
-    if not isinstance(sr_bits, (int, np.integer)) or not 1 <= sr_bits <= 24:
-        raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
-                         f"not {sr_bits!r}")
-    count = int(count)
+    sr_bits = _check_sr_bits(sr_bits)
+    return _draws(seed, _check_count(count), sr_bits).astype(np.uint32, copy=False)
+
+
+def _draws(seed, count, sr_bits):
+    """:func:`draws` without checks, as uint8 (``R = 8``), uint16 (``R = 16``) or uint32."""
     if count == 0:
         return np.zeros(0, dtype=np.uint32)
+    if sr_bits in (8, 16):
+        words = _words(seed, max(-(-count * sr_bits // 64), 1))
+        return words.view("<u1" if sr_bits == 8 else "<u2")[:count]
+    if count < 0:
+        return _draws_from_bits(seed, count, sr_bits)
+    # Every 8 draws take exactly R bytes: draw 8i + j starts at bit j*R of bytes
+    # R*i .. R*i + R - 1, and (j*R mod 8) + R <= 31 bits lie within the little-endian 32-bit
+    # word starting at byte floor(j*R / 8).
+    groups = -(-count // 8)
+    words = _words(seed, -(-(groups * sr_bits + 4) // 8))
+    stream = words.view(np.uint8)
+    offsets = np.array([j * sr_bits % 8 for j in range(8)], np.uint32)
+    out = np.empty((groups, 8), np.uint32)
+    for start in range(0, groups, 1 << 14):          # in chunks that stay in the cache
+        chunk = out[start:start + (1 << 14)]
+        for j in range(8):
+            chunk[:, j] = np.ndarray((len(chunk),), "<u4", stream,
+                                     start * sr_bits + j * sr_bits // 8, (sr_bits,))
+        chunk >>= offsets
+        chunk &= (1 << sr_bits) - 1
+    return out.reshape(-1)[:count]
+
+
+def _draws_from_bits(seed, count, sr_bits):
+    """The draws assembled bit by bit, by the definition (used for negative counts, which
+    are not checked and count back from the end of a short stream)."""
     nbits = count * sr_bits
     words = _words(seed, max(-(-nbits // 64), 1))
-    if sr_bits in (8, 16):
-        dtype = "<u1" if sr_bits == 8 else "<u2"
-        return words.view(dtype)[:count].astype(np.uint32)
     bits = np.unpackbits(words.view(np.uint8), bitorder="little")[:nbits]
     weights = (1 << np.arange(sr_bits, dtype=np.uint32)).astype(np.uint32)
     return bits.reshape(count, sr_bits).astype(np.uint32) @ weights

@@ -10,7 +10,7 @@ from amaranth.hdl import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.rng import LFSR_DEGREE, LFSR_TAP, SEED_CONSTANT
+from golden.rng import LFSR_DEGREE, LFSR_TAP, SEED_CONSTANT, SEED_ROTATIONS
 
 
 __all__ = ["StochasticDraws", "SeedMixer"]
@@ -46,7 +46,7 @@ class StochasticDraws(wiring.Component):
     Attributes
     ----------
     seed : In(32)
-        Seed used when :attr:`restart` is high.
+        Seed used when :attr:`restart` is high, already hashed by :class:`SeedMixer`.
     restart : In(1)
         This beat is the first of a frame: its draws come from the freshly seeded sequence.
     advance : In(1)
@@ -76,7 +76,8 @@ class StochasticDraws(wiring.Component):
         state = Signal(LFSR_DEGREE)
         seeded = Signal(LFSR_DEGREE)
         current = Signal(LFSR_DEGREE)
-        m.d.comb += seeded.eq(Cat(self.seed[j % 32] ^ ((SEED_CONSTANT >> j) & 1)
+        words = [self.seed.rotate_left(amount) for amount in SEED_ROTATIONS]
+        m.d.comb += seeded.eq(Cat(words[j // 32][j % 32] ^ ((SEED_CONSTANT >> j) & 1)
                                   for j in range(LFSR_DEGREE)))
         m.d.comb += current.eq(Mux(self.restart, seeded, state))
         masks = _sequence_masks(used + LFSR_DEGREE)

@@ -25,11 +25,25 @@ BIG = 100_000                                          # draws in the largest co
 _cache = {}
 
 
+def ref_mix(key):
+    """Thomas Wang's hash32shift, written as published (with the multiplication)."""
+    key = (~key + (key << 15)) % 2 ** 32     # key = (key << 15) - key - 1
+    key ^= key >> 12
+    key = (key + (key << 2)) % 2 ** 32
+    key ^= key >> 4
+    key = (key * 2057) % 2 ** 32             # key + (key << 3) + (key << 11)
+    key ^= key >> 16
+    return key
+
+
 def ref_bits(seed, count):
     """``b[0..count-1]`` of the documented LFSR, one bit at a time (a Python list of 0/1)."""
     b = _cache.setdefault(seed, [])
     if not b:
-        b.extend(((seed >> (j % 32)) & 1) ^ ((PI_CONSTANT >> j) & 1) for j in range(127))
+        mixed = ref_mix(seed)
+        rotated = [((mixed << r) | (mixed >> (32 - r))) % 2 ** 32 for r in (0, 5, 11, 19)]
+        b.extend(((rotated[j // 32] >> (j % 32)) & 1) ^ ((PI_CONSTANT >> j) & 1)
+                 for j in range(127))
     n = len(b) - 127
     while len(b) < count:
         b.append(b[n + 1] ^ b[n])
@@ -120,15 +134,16 @@ def test_initial_state(seed):
 
 
 def test_state_never_zero():
-    """b[0..126] is all zero iff seed[j mod 32] == K[j] for all j < 127, i.e. iff the low 127
-    bits of K repeat with period 32. The first 32 bits force the only candidate seed,
-    K mod 2^32; it leaves b[32..63] = K[0..31] XOR K[32..63], which is not zero."""
+    """b[0..126] is all zero iff rotl(s, r_i)[k] == K[32i + k] for every bit, s being the
+    seed's hash. The first word forces s = K mod 2^32; the second word then needs
+    rotl(K mod 2^32, 5) == K[32..63], which does not hold."""
     words = [(PI_CONSTANT >> (32 * i)) & 0xFFFFFFFF for i in range(4)]
-    assert words[0] != words[1]
-    candidate = words[0]
-    assert rng.initial_state(candidate) >> 32 & 0xFFFFFFFF == words[0] ^ words[1]
+    rotated = ((words[0] << 5) | (words[0] >> 27)) & 0xFFFFFFFF
+    assert rng.SEED_ROTATIONS[:2] == (0, 5)
+    assert rotated != words[1]
     for seed in [0, 1, 2 ** 32 - 1, 0x55555555, 0xAAAAAAAA, *words, words[3] & 0x7FFFFFFF]:
         assert rng.initial_state(seed) != 0
+    candidate = words[0]
     # a non-zero state never reaches zero: no run of 127 zero bits in a long stretch
     for seed in [0, candidate, 2 ** 32 - 1]:
         bits = rng.lfsr_bits(seed, 200_000).astype(np.int64)
@@ -300,3 +315,20 @@ def test_bad_count(count):
         rng.draws(0, count, 8)
     with pytest.raises(ValueError, match="[Cc]ount"):
         rng.lfsr_bits(0, count)
+
+
+def test_mix_seed_is_a_bijection_that_separates_nearby_seeds():
+    seeds = np.arange(1 << 16)
+    mixed = [rng.mix_seed(int(seed)) for seed in seeds]
+    assert len(set(mixed)) == len(mixed)
+    assert [rng.mix_seed(seed) for seed in (0, 1, 2 ** 32 - 1)] == \
+        [ref_mix(seed) for seed in (0, 1, 2 ** 32 - 1)]
+
+
+@pytest.mark.parametrize("pair", [(0, 1), (1, 2), (41, 42), (0, 1 << 31)])
+def test_nearby_seeds_give_unrelated_streams(pair):
+    # Independent 8-bit draws agree with probability 1/256; sparse seed differences would
+    # leave the LFSR streams equal far more often (the reason for mix_seed).
+    a, b = (rng.draws(seed, 200_000, 8) for seed in pair)
+    equal = float(np.mean(a == b))
+    assert equal < 2 / 256, f"{equal:.4f} of the draws of seeds {pair} are equal"
