@@ -1,0 +1,71 @@
+"""The ``lowprec`` command line: results against the golden model, and its errors."""
+
+import numpy as np
+import pytest
+
+import golden
+from lowprec.cli import main
+
+
+@pytest.fixture
+def tensor(tmp_path):
+    x = np.random.default_rng(3).standard_normal((3, 70)).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    return x, path
+
+
+def test_quantize_writes_golden_values_and_codes(tensor, tmp_path):
+    x, path = tensor
+    out, codes = tmp_path / "q.npy", tmp_path / "c.npz"
+    assert main(["quantize", str(path), "--elem", "e3m2", "--block", "16", "--rounding",
+                 "stochastic", "--seed", "9", "-o", str(out), "--codes", str(codes)]) == 0
+    expected = golden.quantize_mx(x, "e3m2", 16, "stochastic", 9).astype(np.float32)
+    np.testing.assert_array_equal(np.load(out), expected)
+    scales, element_codes = golden.encode_mx(x, "e3m2", 16, "stochastic", 9)
+    with np.load(codes) as saved:
+        np.testing.assert_array_equal(saved["scales"], scales)
+        np.testing.assert_array_equal(saved["codes"], element_codes)
+
+
+@pytest.mark.cocotb
+def test_quantize_rtl_agrees(tensor, tmp_path, capsys):
+    _, path = tensor
+    assert main(["quantize", str(path), "--elem", "int8", "--rtl", "--lanes", "4",
+                 "-o", str(tmp_path / "q.npy")]) == 0
+    assert "RTL == golden: yes" in capsys.readouterr().out
+
+
+def test_verilog_writes_a_module(tmp_path):
+    out = tmp_path / "core.v"
+    assert main(["verilog", "mx-dequantizer", "-p", "elem=e2m1", "-p", "lanes=4",
+                 "--name", "mxdq", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "module mxdq(" in text and "o__payload" in text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["quantize", "missing.npy", "-o", "q.npy"], "Input file 'missing.npy' does not exist"),
+    (["verilog", "mx-multiplier", "-o", "x.v"], "Core must be one of mx-quantizer"),
+    (["verilog", "mx-quantizer", "-p", "lanes", "-o", "x.v"], "--param must look like"),
+    (["verilog", "mx-quantizer", "-p", "block=48", "-o", "x.v"],
+     "Block size must be a power of two between 2 and 64, not 48"),
+    (["verilog", "mx-quantizer", "-p", "colour=red", "-o", "x.v"], "Bad parameter"),
+])
+def test_errors_name_the_problem(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_quantize_rejects_bad_block(tensor, tmp_path, capsys):
+    _, path = tensor
+    assert main(["quantize", str(path), "--block", "48", "-o", str(tmp_path / "q.npy")]) == 2
+    assert "Block size must be a power of two" in capsys.readouterr().err
+
+
+def test_demo_golden_only(capsys):
+    assert main(["demo", "--no-rtl"]) == 0
+    out = capsys.readouterr().out
+    for elem in golden.MX_ELEMENTS:
+        assert f"\n{elem} " in out
