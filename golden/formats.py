@@ -295,12 +295,7 @@ def _as_float32_bits(x):
     return np.ascontiguousarray(x, dtype=np.float32).view(np.int32)
 
 
-def _check_sr_bits(sr_bits):
-    if isinstance(sr_bits, bool) or not isinstance(sr_bits, (int, np.integer)) \
-            or not 1 <= sr_bits <= 24:
-        raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
-                         f"not {sr_bits!r}")
-    return int(sr_bits)
+_check_sr_bits = rng.check_sr_bits
 
 
 def encode_float(x, fmt, rounding="nearest_even", saturate=True, seed=0, *, sr_bits=8,

@@ -121,7 +121,8 @@ def _check_count(count):
     return int(count)
 
 
-def _check_sr_bits(sr_bits):
+def check_sr_bits(sr_bits):
+    """``sr_bits`` as an int, or ValueError naming it."""
     if isinstance(sr_bits, bool) or not isinstance(sr_bits, (int, np.integer)) \
             or not 1 <= sr_bits <= 24:
         raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
@@ -142,7 +143,7 @@ def lfsr_bits(seed, count):
 def draws(seed, count, sr_bits):
     """The first ``count`` draws of ``sr_bits`` bits each, as a uint32 array."""
     _check_seed(seed)
-    sr_bits = _check_sr_bits(sr_bits)
+    sr_bits = check_sr_bits(sr_bits)
     return _draws(seed, _check_count(count), sr_bits).astype(np.uint32, copy=False)
 
 

@@ -11,6 +11,8 @@ from amaranth.hdl import *
 from amaranth.lib import enum, data, wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.rng import check_sr_bits
+
 from golden.formats import FloatFormat, resolve_format
 
 
@@ -268,9 +270,7 @@ class FloatRounder(wiring.Component):
             raise TypeError(f"Exponent shape must be signed, not {exponent_shape!r}")
         if not isinstance(sig_bits, int) or sig_bits < 1:
             raise ValueError(f"Significand width must be a positive integer, not {sig_bits!r}")
-        if not isinstance(sr_bits, int) or not 1 <= sr_bits <= 24:
-            raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
-                             f"not {sr_bits!r}")
+        check_sr_bits(sr_bits)
         self._exponent_shape = exponent_shape
         self._sig_bits = sig_bits
         self._sr_bits = sr_bits

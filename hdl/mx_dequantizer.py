@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.mx import SCALE_BIAS, SCALE_EMAX, SCALE_NAN, check_block, check_element
 from .float import FloatUnpacker, FloatRounder, RoundingMode, exponent_range, unpacked_layout
+from .pipeline import delayed
 from .mx_layouts import check_in_format, check_lanes, float_beat_layout, mx_block_layout
 
 
@@ -82,13 +83,7 @@ class MXDequantizer(wiring.Component):
                 s1.nan.eq(scale == SCALE_NAN),
                 s1.shared.eq(scale - SCALE_BIAS),
             ]
-        stage = s1
-        for index in range(FloatUnpacker.LATENCY - 1):
-            delayed = Signal(control, name=f"u{index + 2}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(stage)
-            stage = delayed
-        unpacked = stage
+        unpacked = delayed(m, s1, FloatUnpacker.LATENCY - 1, en=advance, name="unpacking")
 
         # Unpack every lane, then scale it (one stage), then round.
         lowest, highest = exponent_range(self._elem)
@@ -131,12 +126,7 @@ class MXDequantizer(wiring.Component):
             ]
             rounders.append(rounder)
 
-        stage = s2
-        for index in range(FloatRounder.LATENCY):
-            delayed = Signal(control, name=f"s{index + 3}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(stage)
-            stage = delayed
+        stage = delayed(m, s2, FloatRounder.LATENCY, en=advance, name="rounding")
 
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)

@@ -21,9 +21,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.mx import SCALE_BIAS, SCALE_EMAX, SCALE_NAN, check_block, check_element
+from golden.rng import check_sr_bits
 from .float import FloatUnpacker, FloatRounder, exponent_range, unpacked_layout
 from .mx_layouts import (check_in_format, check_lanes, float_beat_layout, mx_block_layout,
                          mx_config_layout)
+from .pipeline import delayed
 from .rng import SeedMixer, StochasticDraws
 
 
@@ -63,9 +65,7 @@ class MXQuantizer(wiring.Component):
         self._elem = check_element(elem)
         self._block = check_block(block)
         self._lanes = check_lanes(lanes, self._block)
-        if isinstance(sr_bits, bool) or not isinstance(sr_bits, int) or not 1 <= sr_bits <= 24:
-            raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
-                             f"not {sr_bits!r}")
+        check_sr_bits(sr_bits)
         self._sr_bits = sr_bits
         super().__init__({
             "i":   In(stream.Signature(float_beat_layout(self._in_format, self._lanes))),
@@ -127,12 +127,8 @@ class MXQuantizer(wiring.Component):
             mixer.en.eq(pipe_advance),
             mixer.seed.eq(Mux(in_frame, frame_cfg.seed, self.cfg.seed)),
         ]
-        mixed = mixer.mixed
-        for index in range(FloatUnpacker.LATENCY - SeedMixer.LATENCY):
-            delayed = Signal(32, name=f"mixed{index}")
-            with m.If(pipe_advance):
-                m.d.sync += delayed.eq(mixed)
-            mixed = delayed
+        mixed = delayed(m, mixer.mixed, FloatUnpacker.LATENCY - SeedMixer.LATENCY,
+                        en=pipe_advance, name="mixed")
         stage = Signal(beat, name="raw")
         with m.If(pipe_advance):
             m.d.sync += [
@@ -141,11 +137,7 @@ class MXQuantizer(wiring.Component):
                 stage.first.eq(~in_frame & ~padding),
                 stage.cfg.eq(Mux(in_frame, frame_cfg, self.cfg)),
             ]
-        for index in range(FloatUnpacker.LATENCY - 1):
-            delayed = Signal(beat, name=f"unpacking{index}")
-            with m.If(pipe_advance):
-                m.d.sync += delayed.eq(stage)
-            stage = delayed
+        stage = delayed(m, stage, FloatUnpacker.LATENCY - 1, en=pipe_advance, name="unpacking")
         unpacked = Signal(beat, name="unpacked")
         with m.If(pipe_advance):
             m.d.sync += [
@@ -357,12 +349,7 @@ class MXQuantizer(wiring.Component):
             ]
             rounders.append(rounder)
 
-        stage = s3
-        for index in range(FloatRounder.LATENCY):
-            delayed = Signal(control, name=f"s{index + 4}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(stage)
-            stage = delayed
+        stage = delayed(m, s3, FloatRounder.LATENCY, en=advance, name="rounding")
 
         # Output: collect the codes of a block into the payload; present it when complete.
         codes = self.o.payload.codes

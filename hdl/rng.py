@@ -10,7 +10,7 @@ from amaranth.hdl import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.rng import LFSR_DEGREE, LFSR_TAP, SEED_CONSTANT, SEED_ROTATIONS
+from golden.rng import LFSR_DEGREE, LFSR_TAP, SEED_CONSTANT, SEED_ROTATIONS, check_sr_bits
 
 
 __all__ = ["StochasticDraws", "SeedMixer"]
@@ -58,9 +58,7 @@ class StochasticDraws(wiring.Component):
     def __init__(self, *, lanes, sr_bits):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"Lane count must be a positive integer, not {lanes!r}")
-        if not isinstance(sr_bits, int) or not 1 <= sr_bits <= 24:
-            raise ValueError(f"Stochastic rounding bits must be an integer between 1 and 24, "
-                             f"not {sr_bits!r}")
+        check_sr_bits(sr_bits)
         self._lanes = lanes
         self._sr_bits = sr_bits
         super().__init__({
