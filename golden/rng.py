@@ -154,8 +154,6 @@ def _draws(seed, count, sr_bits):
     if sr_bits in (8, 16):
         words = _words(seed, max(-(-count * sr_bits // 64), 1))
         return words.view("<u1" if sr_bits == 8 else "<u2")[:count]
-    if count < 0:
-        return _draws_from_bits(seed, count, sr_bits)
     # Every 8 draws take exactly R bytes: draw 8i + j starts at bit j*R of bytes
     # R*i .. R*i + R - 1, and (j*R mod 8) + R <= 31 bits lie within the little-endian 32-bit
     # word starting at byte floor(j*R / 8).
@@ -172,13 +170,3 @@ def _draws(seed, count, sr_bits):
         chunk >>= offsets
         chunk &= (1 << sr_bits) - 1
     return out.reshape(-1)[:count]
-
-
-def _draws_from_bits(seed, count, sr_bits):
-    """The draws assembled bit by bit, by the definition (used for negative counts, which
-    are not checked and count back from the end of a short stream)."""
-    nbits = count * sr_bits
-    words = _words(seed, max(-(-nbits // 64), 1))
-    bits = np.unpackbits(words.view(np.uint8), bitorder="little")[:nbits]
-    weights = (1 << np.arange(sr_bits, dtype=np.uint32)).astype(np.uint32)
-    return bits.reshape(count, sr_bits).astype(np.uint32) @ weights

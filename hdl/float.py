@@ -17,7 +17,7 @@ from golden.formats import FloatFormat, resolve_format
 
 
 __all__ = ["RoundingMode", "ROUNDING_NAMES", "exponent_range", "unpacked_layout",
-           "FloatUnpacker", "FloatRounder", "leading_zeros"]
+           "FloatUnpacker", "FloatRounder"]
 
 
 class RoundingMode(enum.Enum, shape=2):
@@ -85,17 +85,6 @@ def _padded_bits(value, width):
 
 def _bit_leaves(bits):
     return [(~bit, C(0, 0)) for bit in bits]
-
-
-def leading_zeros(m, value, width):
-    """Count of leading zeros of a ``width``-bit value (``width`` when it is zero).
-
-    The value is padded below its LSB to a power-of-two width and counted as a balanced tree
-    of halves."""
-    all_zero, total = _count_zeros(_bit_leaves(_padded_bits(value, width)))
-    result = Signal(range(width + 1))
-    m.d.comb += result.eq(Mux(all_zero, width, total))
-    return result
 
 
 class FloatUnpacker(wiring.Component):
