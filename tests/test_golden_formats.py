@@ -20,7 +20,6 @@ Long sweeps run with ``LOWPREC_LONG=1``.
 """
 
 import functools
-import os
 import warnings
 from bisect import bisect_right
 from fractions import Fraction
@@ -28,26 +27,13 @@ from fractions import Fraction
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from golden import (FORMATS, ROUNDING_MODES, FloatFormat, decode_float, encode_float,
                     int_format, quantize_float, resolve_format, rng)
+from references import HYPOTHESIS, LONG, ML_TYPES
 
 
-LONG = os.environ.get("LOWPREC_LONG") == "1"
-HYPOTHESIS = settings(max_examples=2000 if LONG else 150, deadline=None,
-                      suppress_health_check=[HealthCheck.too_slow])
-
-#: Formats that ml_dtypes (or NumPy) has, with their ml_dtypes twin.
-ML_TYPES = {
-    "e5m2": ml_dtypes.float8_e5m2,
-    "e4m3": ml_dtypes.float8_e4m3fn,
-    "e3m2": ml_dtypes.float6_e3m2fn,
-    "e2m3": ml_dtypes.float6_e2m3fn,
-    "e2m1": ml_dtypes.float4_e2m1fn,
-    "bf16": ml_dtypes.bfloat16,
-    "fp16": np.float16,
-}
 ML_NAMES = list(ML_TYPES)
 INT_NAMES = [f"int{w}" for w in range(2, 9)]
 

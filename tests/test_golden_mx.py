@@ -15,30 +15,18 @@ elements and ml_dtypes' E8M0 type for the scales:
 Long sweeps run with ``LOWPREC_LONG=1``.
 """
 
-import os
 
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from golden import (MX_ELEMENTS, FloatFormat, decode_mx, encode_float, encode_mx,
                     quantize_mx, rng, shared_exponent)
+from references import HYPOTHESIS, LONG, ML_TYPES
 
 
-LONG = os.environ.get("LOWPREC_LONG") == "1"
-HYPOTHESIS = settings(max_examples=2000 if LONG else 150, deadline=None,
-                      suppress_health_check=[HealthCheck.too_slow])
-
-ML_ELEM = {
-    "e5m2": ml_dtypes.float8_e5m2,
-    "e4m3": ml_dtypes.float8_e4m3fn,
-    "e3m2": ml_dtypes.float6_e3m2fn,
-    "e2m3": ml_dtypes.float6_e2m3fn,
-    "e2m1": ml_dtypes.float4_e2m1fn,
-    "fp16": np.float16,
-    "bf16": ml_dtypes.bfloat16,
-}
+ML_ELEM = ML_TYPES
 INT_ELEM = {f"int{w}": w for w in range(2, 9)}
 BLOCKS = [2, 4, 8, 16, 32, 64]
 #: Elements checked besides the OCP ones: any radix-2 format up to 16 bits works as element.

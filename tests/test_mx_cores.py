@@ -6,8 +6,6 @@ with configuration changes between them. CI runs 10^4 blocks per configuration;
 ``LOWPREC_LONG=1`` runs 10^6.
 """
 
-import os
-
 import numpy as np
 import pytest
 
@@ -15,9 +13,9 @@ import golden
 from hdl import MXQuantizer, MXDequantizer
 from sim.mx import Frame, run_quantizer, run_dequantizer, quantize_mx_rtl, dequantize_mx_rtl
 from sim.stimulus import float_blocks, float_bits, cast_to
+from references import LONG
 
 
-LONG = os.environ.get("LOWPREC_LONG") == "1"
 BLOCKS = 1_000_000 if LONG else 10_000
 
 pytestmark = pytest.mark.cocotb
