@@ -2,11 +2,18 @@
 
 from .formats import (FloatFormat, FORMATS, ROUNDING_MODES, int_format, resolve_format,
                       encode_float, decode_float, quantize_float)
-from .mx import MX_ELEMENTS, encode_mx, decode_mx, quantize_mx, shared_exponent
-from . import rng
+from .codebook import (Codebook, uniform, log, fit_codebook, encode_codebook, decode_codebook)
+from .outliers import OutlierFormat
+from .mx import (MX_ELEMENTS, encode_mx, decode_mx, quantize_mx, shared_exponent, Blocks,
+                 encode_blocks, decode_blocks, encode_outlier_bfp, decode_outlier_bfp)
+from . import rng, codebook
 
 __all__ = [
     "FloatFormat", "FORMATS", "ROUNDING_MODES", "int_format", "resolve_format",
     "encode_float", "decode_float", "quantize_float",
-    "MX_ELEMENTS", "encode_mx", "decode_mx", "quantize_mx", "shared_exponent", "rng",
+    "Codebook", "uniform", "log", "fit_codebook", "encode_codebook", "decode_codebook",
+    "OutlierFormat",
+    "MX_ELEMENTS", "encode_mx", "decode_mx", "quantize_mx", "shared_exponent", "Blocks",
+    "encode_blocks", "decode_blocks", "encode_outlier_bfp", "decode_outlier_bfp", "rng",
+    "codebook",
 ]

@@ -14,9 +14,13 @@ returned ``codes`` keep the padded length and :func:`quantize_mx` trims it again
 Stochastic-rounding draws follow stream order: the padded array flattened in C order.
 """
 
+from collections import namedtuple
+
 import numpy as np
 
 from . import rng
+from .codebook import Codebook, encode_codebook, decode_codebook
+from .outliers import check_outliers, select_outliers
 from .formats import FloatFormat, resolve_format, check_rounding, encode_float, decode_float
 from .formats import _as_float64, _check_sr_bits, _check_real, _as_float32_bits, _bit_plan
 from .formats import _encode_bits, _code_dtype, _code_index, _decode_table
@@ -24,7 +28,9 @@ from .formats import _CHUNK, _F32_EXP_ONE, _F32_INF
 
 
 __all__ = ["MX_ELEMENTS", "SCALE_BIAS", "SCALE_NAN", "check_block", "check_element",
-           "shared_exponent", "encode_mx", "decode_mx", "quantize_mx"]
+           "check_element_or_codebook", "shared_exponent", "encode_mx", "decode_mx",
+           "Blocks", "encode_blocks", "decode_blocks", "encode_outlier_bfp",
+           "decode_outlier_bfp", "quantize_mx"]
 
 
 #: The OCP MX v1.0 element formats (MXFP8, MXFP6, MXFP4, MXINT8); any radix-2 format of up to
@@ -235,9 +241,153 @@ def _decode_mx_table(scales, codes, elem, block):
     return values
 
 
-def quantize_mx(x, elem, block=32, rounding="nearest_even", seed=0, *, sr_bits=8):
-    """``decode_mx(encode_mx(x, ...))`` trimmed to the shape of ``x``: the values ``x`` takes
-    after MX quantization."""
+def check_element_or_codebook(elem, codebook):
+    """The element of a block: the format ``elem`` or the :class:`Codebook` ``codebook``
+    (exactly one of them)."""
+    if codebook is not None:
+        if elem is not None:
+            raise ValueError("Give either an element format or a codebook, not both")
+        if not isinstance(codebook, Codebook):
+            raise TypeError(f"Codebook must be a Codebook or None, not {codebook!r}")
+        return codebook
+    if elem is None:
+        raise ValueError("An element format or a codebook is required")
+    return check_element(elem)
+
+
+#: Encoded blocks: ``scales`` (uint8, one per block), ``codes`` (element codes, ``block`` per
+#: scale), ``outlier_index`` (uint8, shape ``scales.shape + (K,)``: each record's position in
+#: its block) and ``outlier_codes`` (record-format codes, the same shape).
+Blocks = namedtuple("Blocks", "scales codes outlier_index outlier_codes")
+
+
+def encode_blocks(x, elem=None, block=32, rounding="nearest_even", seed=0, *, sr_bits=8,
+                  outliers=None, codebook=None):
+    """Encode ``x`` along its last axis into blocks with a shared exponent: the one entry
+    point for MX/BFP, outlier BFP (``outliers``) and codebook elements (``codebook``).
+
+    Parameters are those of :func:`encode_mx`, and:
+
+    outliers : OutlierFormat or None
+        Keep the ``K`` largest magnitudes of every block in records (:mod:`golden.outliers`);
+        the shared exponent comes from the other elements.
+    codebook : Codebook or None
+        Element codes are codebook levels (:mod:`golden.codebook`) instead of the format
+        ``elem``; give one of the two. Codebook elements always take the nearest level;
+        ``rounding`` then applies to the outlier records alone.
+
+    Returns
+    -------
+    Blocks
+        With ``K = 0`` the outlier arrays have a last axis of length 0. A block that holds a
+        NaN or an Inf has scale 0xFF and all its codes, indices and records 0.
+    """
+    element = check_element_or_codebook(elem, codebook)
+    block = check_block(block)
+    check_rounding(rounding)
+    sr_bits = _check_sr_bits(sr_bits)
+    rng._check_seed(seed)
+    outliers = check_outliers(outliers, block)
+    x = _check_real(x)
+    k = outliers.k
+    if codebook is None and k == 0:
+        scales, codes = encode_mx(x, element, block, rounding, seed, sr_bits=sr_bits)
+        empty = np.zeros(scales.shape + (0,), np.uint8)
+        return Blocks(scales, codes, empty, empty.copy())
+    blocks = _blocks(x, block)
+    special = ~np.isfinite(blocks)
+    nan = special.any(axis=-1)
+    finite = np.where(special, 0.0, blocks)
+    index, rest_peak = select_outliers(np.abs(finite), k)
+    _, e2 = np.frexp(rest_peak)
+    emax = element.emax
+    exponent = np.clip(np.where(rest_peak > 0, e2.astype(np.int64) - 1 - emax, -SCALE_EMAX),
+                       -SCALE_EMAX, SCALE_EMAX)
+    scaled = np.ldexp(finite, -exponent[..., None])
+    draws = None
+    if rounding == "stochastic":
+        draws = rng._draws(seed, blocks.size, sr_bits).astype(np.int64).reshape(blocks.shape)
+    if codebook is not None:
+        codes = encode_codebook(scaled, codebook)
+    else:
+        codes = encode_float(scaled, element, rounding, True, sr_bits=sr_bits, random=draws)
+    record_format = outliers.record_format
+    if k:
+        np.put_along_axis(codes, index, 0, axis=-1)
+        picked = np.take_along_axis(scaled, index, axis=-1)
+        record_codes = encode_float(
+            np.ldexp(picked, -emax), record_format, rounding, True, sr_bits=sr_bits,
+            random=None if draws is None else np.take_along_axis(draws, index, axis=-1))
+    else:
+        record_codes = np.zeros(index.shape, np.uint8)
+    codes[nan] = 0
+    record_codes[nan] = 0
+    index[nan] = 0
+    scales = np.where(nan, SCALE_NAN, exponent + SCALE_BIAS).astype(np.uint8)
+    return Blocks(scales, codes.reshape(codes.shape[:-2] + (-1,)), index.astype(np.uint8),
+                  record_codes)
+
+
+def decode_blocks(blocks, elem=None, block=32, *, outliers=None, codebook=None):
+    """The float64 values of :class:`Blocks` (the inverse of :func:`encode_blocks`, up to
+    quantization): elements ``decode(code) * 2^(scale - 127)``, outlier slots rebuilt from
+    their records (``decode(record) * 2^(scale - 127 + emax)``; where two records name the
+    same slot the earlier one wins), all NaN where the scale is 0xFF."""
+    element = check_element_or_codebook(elem, codebook)
+    block = check_block(block)
+    outliers = check_outliers(outliers, block)
+    scales, codes, index, records = (np.asarray(part) for part in blocks)
+    k = outliers.k
+    if codes.shape[:-1] != scales.shape[:-1] or codes.shape[-1] != scales.shape[-1] * block:
+        raise ValueError(f"Codes of shape {codes.shape} do not match scales of shape "
+                         f"{scales.shape} with block size {block}")
+    for name, part in (("Outlier indices", index), ("Outlier records", records)):
+        if part.shape != scales.shape + (k,):
+            raise ValueError(f"{name} must have shape {scales.shape + (k,)}, "
+                             f"not {part.shape}")
+    if index.size and (index.min() < 0 or index.max() >= block):
+        raise ValueError(f"Outlier indices must be between 0 and {block - 1}")
+    if codebook is None and k == 0:
+        return decode_mx(scales, codes, element, block)
+    if codebook is not None:
+        values = decode_codebook(codes, codebook)
+    else:
+        values = decode_float(codes, element)
+    values = values.reshape(scales.shape + (block,))
+    scale_exp = scales.astype(np.int64) - SCALE_BIAS
+    values = np.ldexp(values, scale_exp[..., None])
+    if k:
+        kept = np.ldexp(decode_float(records, outliers.record_format),
+                        scale_exp[..., None] + element.emax)
+        for j in reversed(range(k)):
+            np.put_along_axis(values, index[..., j:j + 1].astype(np.int64), kept[..., j:j + 1],
+                              axis=-1)
+    values[scales == SCALE_NAN] = np.nan
+    return values.reshape(codes.shape)
+
+
+def encode_outlier_bfp(x, elem=None, block=32, k=1, exp_bits=4, man_bits=7,
+                       rounding="nearest_even", seed=0, *, sr_bits=8, codebook=None):
+    """Outlier BFP: :func:`encode_blocks` with ``OutlierFormat(k, exp_bits, man_bits)``."""
+    from .outliers import OutlierFormat
+    return encode_blocks(x, elem, block, rounding, seed, sr_bits=sr_bits, codebook=codebook,
+                         outliers=OutlierFormat(k, exp_bits, man_bits))
+
+
+def decode_outlier_bfp(blocks, elem=None, block=32, k=1, exp_bits=4, man_bits=7, *,
+                       codebook=None):
+    """The values of :func:`encode_outlier_bfp` blocks."""
+    from .outliers import OutlierFormat
+    return decode_blocks(blocks, elem, block, codebook=codebook,
+                         outliers=OutlierFormat(k, exp_bits, man_bits))
+
+
+def quantize_mx(x, elem=None, block=32, rounding="nearest_even", seed=0, *, sr_bits=8,
+                outliers=None, codebook=None):
+    """``decode_blocks(encode_blocks(x, ...))`` trimmed to the shape of ``x``: the values
+    ``x`` takes after MX/BFP quantization, with outliers and codebook elements if asked."""
     x = np.asarray(x)
-    scales, codes = encode_mx(x, elem, block, rounding, seed, sr_bits=sr_bits)
-    return decode_mx(scales, codes, elem, block)[..., :x.shape[-1]]
+    encoded = encode_blocks(x, elem, block, rounding, seed, sr_bits=sr_bits, outliers=outliers,
+                            codebook=codebook)
+    return decode_blocks(encoded, elem, block, outliers=outliers,
+                         codebook=codebook)[..., :x.shape[-1]]
