@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .formats import FloatFormat
 
-__all__ = ["LEVEL_FRAC_BITS", "LEVEL_BITS", "MAX_CODEBOOK_BITS", "Codebook", "uniform",
+
+__all__ = ["LEVEL_FRAC_BITS", "LEVEL_BITS", "MAX_CODEBOOK_BITS", "LEVEL_FORMAT", "Codebook", "uniform",
            "log", "fit_codebook", "encode_codebook", "decode_codebook", "block_magnitudes"]
 
 
@@ -29,6 +31,10 @@ LEVEL_FRAC_BITS = 8
 LEVEL_BITS = LEVEL_FRAC_BITS + 1
 #: Largest index width: at most 16 levels.
 MAX_CODEBOOK_BITS = 4
+#: A level as a number format: the level code zero-extended to a 10-bit two's complement
+#: integer in units of 2^-8 (so a decoder can unpack it like any element code).
+LEVEL_FORMAT = FloatFormat("level", 0, LEVEL_BITS, 0, specials="none", subnormals=True,
+                           twos_complement=True)
 
 
 def _check_n_bits(n_bits):
