@@ -15,14 +15,15 @@ import numpy as np
 import golden
 from hdl import MXQuantizer, MXDequantizer
 from hdl.float import ROUNDING_NAMES
-from hdl.mx_layouts import float_beat_layout, mx_block_layout
+from hdl.mx_layouts import (float_beat_layout, mx_block_layout, check_block_element,
+                             check_block_outliers)
 from .api import pack_beats, unpack_beats, run_stream
 from .stimulus import cast_to, float_bits
 
 
 __all__ = ["Frame", "quantizer_beats", "quantizer_expected", "run_quantizer",
-           "quantize_mx_rtl", "dequantizer_beats", "dequantizer_expected", "run_dequantizer",
-           "dequantize_mx_rtl", "cast_to"]
+           "quantize_mx_rtl", "BlockFrame", "dequantizer_beats", "dequantizer_side",
+           "dequantizer_expected", "run_dequantizer", "dequantize_mx_rtl", "cast_to"]
 
 
 @dataclass
@@ -118,22 +119,157 @@ def quantize_mx_rtl(x, *, elem, block=32, rounding="nearest_even", seed=0, in_fo
     return scales, codes.reshape(x.shape[:-1] + (-1,))
 
 
-def dequantizer_beats(frames, *, elem, block):
-    """Input beats for a list of ``(scales, codes)`` frames (any leading shape)."""
-    scales = np.concatenate([np.asarray(s).reshape(-1) for s, _ in frames])
-    codes = np.concatenate([np.asarray(c).reshape(-1, block) for _, c in frames])
-    last = np.concatenate([np.eye(1, np.asarray(s).size, np.asarray(s).size - 1,
-                                  dtype=np.uint8)[0] for s, _ in frames])
-    return pack_beats(mx_block_layout(elem, block), {"scale": scales, "codes": codes,
-                                                     "last": last})
+@dataclass
+class BlockFrame:
+    """One frame of encoded blocks for the dequantizer.
+
+    Attributes
+    ----------
+    blocks : golden.Blocks or (scales, codes)
+        The blocks (any leading shape; ``block`` codes per scale). Outlier records may be
+        fewer than the core's ``k`` (the rest are zero records).
+    count : None, int or array of int
+        Records in use per block (one value for the frame, or one per block); None for all
+        the records ``blocks`` has. Records from ``count`` on are sent as zeros.
+    levels : None, golden.Codebook or sequence of golden.Codebook
+        For a core with a loadable codebook: the levels of the frame, or of each block. The
+        stimulus sets ``cfg.levels`` with each block whose levels differ from the previous
+        block's.
+    """
+    blocks: object
+    count: object = None
+    levels: object = None
 
 
-def dequantizer_expected(frames, *, elem, block, out_format, lanes):
-    """Golden output bit patterns per frame and the expected output beats."""
+def _block_frames(frames, *, element, block, outliers):
+    """Per frame ``(scales, codes, index, records, count, levels)``: flat arrays, ``index``
+    and ``records`` of shape ``(blocks, k)`` with zeros from ``count`` on, ``levels`` a list
+    of Codebooks (one per block) or None."""
+    k = outliers.k
+    out = []
+    for frame in frames:
+        if not isinstance(frame, BlockFrame):
+            frame = BlockFrame(frame)
+        blocks = frame.blocks
+        if isinstance(blocks, golden.Blocks):
+            scales, codes, index, records = (np.asarray(part) for part in blocks)
+        else:
+            scales, codes = (np.asarray(part) for part in blocks)
+            index = records = np.zeros(scales.shape + (0,), dtype=np.uint8)
+        scales = scales.reshape(-1)
+        n = scales.size
+        codes = codes.reshape(n, block)
+        given = index.shape[-1]
+        if given > k:
+            raise ValueError(f"Blocks carry {given} outlier records, the core at most {k}")
+        index = index.reshape(n, given)
+        records = records.reshape(n, given)
+        count = np.broadcast_to(given if frame.count is None else frame.count, (n,))
+        count = np.asarray(count).astype(np.int64)
+        if n and (count.min() < 0 or count.max() > given):
+            raise ValueError(f"Outlier counts must be between 0 and {given}, not "
+                             f"{count.min()}..{count.max()}")
+        used = np.arange(k)[None, :] < count[:, None]
+        index = np.where(used, np.pad(index, ((0, 0), (0, k - given))), 0)
+        records = np.where(used, np.pad(records, ((0, 0), (0, k - given))), 0)
+        levels = frame.levels
+        if element.loadable:
+            if levels is None:
+                raise ValueError("Frames for a loadable codebook need levels")
+            if isinstance(levels, golden.Codebook):
+                levels = [levels] * n
+            levels = list(levels)
+            if len(levels) != n:
+                raise ValueError(f"Frame has {n} blocks but levels for {len(levels)}")
+            for codebook in levels:
+                if not isinstance(codebook, golden.Codebook) \
+                        or codebook.n_bits != element.n_bits:
+                    raise ValueError(f"Levels must be Codebooks of {1 << element.n_bits} "
+                                     f"levels, not {codebook!r}")
+        elif levels is not None:
+            raise ValueError("Levels are only for a core with a loadable codebook")
+        elif element.codebook is not None:
+            levels = [element.codebook] * n
+        out.append((scales, codes, index, records, count, levels))
+    return out
+
+
+def dequantizer_beats(frames, *, elem=None, block, codebook=None, outliers=None):
+    """Input beats for a list of frames: :class:`BlockFrame`, :class:`golden.Blocks` or
+    ``(scales, codes)``. With a loadable codebook, :func:`dequantizer_side` gives the
+    ``cfg`` assignments that go with them."""
+    element = check_block_element(elem, codebook)
+    outliers = check_block_outliers(outliers, block)
+    parts = _block_frames(frames, element=element, block=block, outliers=outliers)
+    scales = np.concatenate([p[0] for p in parts])
+    codes = np.concatenate([p[1] for p in parts])
+    last = np.concatenate([np.eye(1, p[0].size, p[0].size - 1, dtype=np.uint8)[0]
+                           for p in parts])
+    columns = {"scale": scales, "codes": codes, "last": last}
+    if outliers.k:
+        index = np.concatenate([p[2] for p in parts])
+        records = np.concatenate([p[3] for p in parts])
+        columns["count"] = np.concatenate([p[4] for p in parts])
+        columns["outliers"] = [{"index": index[:, r], "code": records[:, r]}
+                               for r in range(outliers.k)]
+    return pack_beats(mx_block_layout(elem, block, codebook=codebook, outliers=outliers),
+                      columns)
+
+
+def dequantizer_side(frames, *, block, codebook=None, outliers=None):
+    """``cfg`` side assignments (``{beat: {"cfg": {"levels": [...]}}}``) for a core with a
+    loadable codebook: one with the first block and with every block whose levels differ from
+    the previous block's. Empty for other cores."""
+    element = check_block_element(None, codebook) if codebook is not None else None
+    if element is None or not element.loadable:
+        return {}
+    outliers = check_block_outliers(outliers, block)
+    parts = _block_frames(frames, element=element, block=block, outliers=outliers)
+    side, beat, previous = {}, 0, None
+    for part in parts:
+        for codebook_now in part[5]:
+            if codebook_now.level_codes != previous:
+                previous = codebook_now.level_codes
+                side[beat] = {"cfg": {"levels": list(previous)}}
+            beat += 1
+    return side
+
+
+def _decode_frame(part, *, element, block, outliers):
+    """Golden float64 values of one normalised frame (see :func:`_block_frames`)."""
+    scales, codes, index, records, count, levels = part
+    n = scales.size
+    values = np.empty((n, block))
+    keys = [(int(c), None if levels is None else levels[b].level_codes)
+            for b, c in enumerate(count)]
+    groups = {}
+    for b, key in enumerate(keys):
+        groups.setdefault(key, []).append(b)
+    for (c, _), rows in groups.items():
+        rows = np.asarray(rows)
+        codebook = None if levels is None else levels[rows[0]]
+        fmt = golden.OutlierFormat(c, outliers.exp_bits, outliers.man_bits) if c else None
+        blocks = golden.Blocks(scales[rows], codes[rows].reshape(-1), index[rows, :c],
+                               records[rows, :c])
+        values[rows] = golden.decode_blocks(
+            blocks, None if codebook is not None else element.format, block, outliers=fmt,
+            codebook=codebook).reshape(-1, block)
+    return values
+
+
+def dequantizer_expected(frames, *, elem=None, block, out_format, lanes, codebook=None,
+                         outliers=None):
+    """Golden output bit patterns per frame (flat, in stream order) and the expected output
+    beats: ``golden.decode_blocks`` (with the records in use and the block's levels) rounded to
+    ``out_format`` to nearest even, overflowing to Inf."""
+    element = check_block_element(elem, codebook)
+    outliers = check_block_outliers(outliers, block)
+    parts = _block_frames(frames, element=element, block=block, outliers=outliers)
     results, data, last = [], [], []
-    for scales, codes in frames:
-        values = golden.decode_mx(scales, codes, elem, block)
-        bits = golden.encode_float(values, out_format, "nearest_even", saturate=False)
+    for part in parts:
+        values = _decode_frame(part, element=element, block=block, outliers=outliers)
+        bits = golden.encode_float(values.reshape(-1), out_format, "nearest_even",
+                                   saturate=False)
         results.append(bits)
         beats = bits.reshape(-1, lanes)
         flags = np.zeros(len(beats), dtype=np.uint8)
@@ -145,26 +281,43 @@ def dequantizer_expected(frames, *, elem, block, out_format, lanes):
     return results, beats
 
 
-def run_dequantizer(frames, *, elem, block=32, out_format="fp32", lanes=8, in_stall=0.0,
-                    out_stall=0.0, seed=0, simulator=None, waves=None):
-    """Run :class:`hdl.MXDequantizer` on ``(scales, codes)`` frames and compare every output
-    beat with the golden model. Returns the golden bit patterns per frame and the run."""
-    core = MXDequantizer(elem=elem, block=block, out_format=out_format, lanes=lanes)
-    in_beats = dequantizer_beats(frames, elem=elem, block=block)
+def run_dequantizer(frames, *, elem=None, block=32, out_format="fp32", lanes=8, codebook=None,
+                    outliers=None, in_stall=0.0, out_stall=0.0, seed=0, simulator=None,
+                    waves=None):
+    """Run :class:`hdl.MXDequantizer` on frames (:class:`BlockFrame`, :class:`golden.Blocks`
+    or ``(scales, codes)``) and compare every output beat with the golden model. Returns the
+    golden bit patterns per frame (flat) and the run."""
+    core = MXDequantizer(elem=elem, block=block, out_format=out_format, lanes=lanes,
+                         codebook=codebook, outliers=outliers)
+    in_beats = dequantizer_beats(frames, elem=elem, block=block, codebook=codebook,
+                                 outliers=outliers)
+    side = dequantizer_side(frames, block=block, codebook=codebook, outliers=outliers)
     results, expected = dequantizer_expected(frames, elem=elem, block=block,
-                                             out_format=out_format, lanes=lanes)
-    run = run_stream(core, in_beats, expected=expected, in_stall=in_stall,
+                                             out_format=out_format, lanes=lanes,
+                                             codebook=codebook, outliers=outliers)
+    run = run_stream(core, in_beats, expected=expected, side=side, in_stall=in_stall,
                      out_stall=out_stall, seed=seed, simulator=simulator, waves=waves)
     return results, run
 
 
-def dequantize_mx_rtl(scales, codes, *, elem, block=32, out_format="fp32", lanes=8,
-                      simulator=None):
-    """Decode MX blocks with the RTL dequantizer in simulation: float bit patterns shaped like
-    ``codes``."""
-    core = MXDequantizer(elem=elem, block=block, out_format=out_format, lanes=lanes)
-    in_beats = dequantizer_beats([(scales, codes)], elem=elem, block=block)
-    run = run_stream(core, in_beats, expected_count=np.asarray(codes).size // lanes,
+def dequantize_mx_rtl(scales, codes=None, *, elem=None, block=32, out_format="fp32", lanes=8,
+                      codebook=None, outliers=None, count=None, levels=None, simulator=None):
+    """Decode blocks with the RTL dequantizer in simulation: float bit patterns shaped like
+    the codes. ``scales, codes`` are plain MX blocks; or give a :class:`golden.Blocks` as
+    ``scales`` alone (with ``count`` and ``levels`` as in :class:`BlockFrame`)."""
+    if codes is None:
+        blocks = scales
+        codes = np.asarray(blocks.codes)
+    else:
+        blocks = (scales, codes)
+    codes = np.asarray(codes)
+    frame = BlockFrame(blocks, count, levels)
+    core = MXDequantizer(elem=elem, block=block, out_format=out_format, lanes=lanes,
+                         codebook=codebook, outliers=outliers)
+    in_beats = dequantizer_beats([frame], elem=elem, block=block, codebook=codebook,
+                                 outliers=outliers)
+    side = dequantizer_side([frame], block=block, codebook=codebook, outliers=outliers)
+    run = run_stream(core, in_beats, expected_count=codes.size // lanes, side=side,
                      simulator=simulator)
     out = unpack_beats(float_beat_layout(out_format, lanes), run.out_beats)
-    return np.asarray(out["data"]).reshape(np.asarray(codes).shape)
+    return np.asarray(out["data"]).reshape(codes.shape)
