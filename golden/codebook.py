@@ -76,12 +76,12 @@ class Codebook:
         if not np.isfinite(levels).all():
             raise ValueError("Codebook levels must be finite")
         if levels[0] != 0:
-            raise ValueError(f"The first codebook level must be 0, not {levels[0]!r}")
+            raise ValueError(f"The first codebook level must be 0, not {float(levels[0])!r}")
         if (np.diff(levels) <= 0).any():
             raise ValueError(f"Codebook levels must be strictly increasing, not "
                              f"{levels.tolist()}")
         if levels[-1] >= 2:
-            raise ValueError(f"Codebook levels must be below 2, not {levels[-1]!r}")
+            raise ValueError(f"Codebook levels must be below 2, not {float(levels[-1])!r}")
         scaled = np.ldexp(levels, LEVEL_FRAC_BITS)
         if (scaled != np.round(scaled)).any():
             raise ValueError(f"Codebook levels must be multiples of 2^-{LEVEL_FRAC_BITS}, not "
