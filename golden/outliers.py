@@ -14,8 +14,9 @@ the outlier as a small float of the *record format* ``1-D-Mo``: sign, exponent o
 
 where ``E`` is the block's shared exponent and ``emax`` the element's: ``d == 1`` is the
 binade of the block's largest normal element, each step of ``d`` doubles the range, and
-``d == 0`` covers the magnitudes below that binade (possible only for ties or for blocks whose
-shared exponent was clamped). Encoding is :func:`golden.formats.encode_float` of
+``d == 0`` covers the magnitudes below that binade (zero outliers of blocks with fewer than
+``K`` non-zero elements, and blocks whose shared exponent was clamped to -127; an outlier
+equal to the largest of the rest has ``d == 1``). Encoding is :func:`golden.formats.encode_float` of
 ``x / 2^(E + emax)`` in the record format, with the block's rounding mode (stochastic rounding
 takes the draw of the outlier's own position in the stream) and saturation to the record's
 largest value. An outlier's slot among the block's element codes carries code 0.

@@ -13,7 +13,7 @@ import golden
 
 
 __all__ = ["NUMPY_TYPES", "BITS_TYPES", "cast_to", "float_bits", "from_bits", "EDGE_CLASSES",
-           "float_blocks"]
+           "float_blocks", "OUTLIER_CLASSES", "outlier_blocks"]
 
 
 NUMPY_TYPES = {"fp32": np.float32, "fp16": np.float16, "bf16": ml_dtypes.bfloat16}
@@ -106,3 +106,71 @@ def float_blocks(n_blocks, block, in_format, elem, rng, classes=EDGE_CLASSES):
         out[rows] = values
     with np.errstate(over="ignore"):
         return np.clip(out, -max_finite, max_finite, where=np.isfinite(out), out=out).astype(dtype)
+
+
+OUTLIER_CLASSES = ("laplace", "student_t", "equal_maxima", "negative_outliers",
+                   "overflowing_outliers", "few_nonzero", "codebook_ties")
+
+
+def outlier_blocks(n_blocks, block, in_format, k, rng, codebook=None,
+                   classes=OUTLIER_CLASSES):
+    """``(n_blocks, block)`` array of ``in_format`` values for outlier and codebook cores,
+    each block of one class: heavy-tailed activations (Laplace, Student-t with 3 degrees of
+    freedom, at a random scale per block), ``k + 1`` or more equal largest magnitudes, ``k``
+    negative outliers, outliers far beyond any record's range, fewer than ``k`` non-zero
+    elements, and (with ``codebook``) elements exactly on the codebook's thresholds after
+    scaling (where the input format can hold them)."""
+    kinds = rng.choice(len(classes), size=n_blocks)
+    out = np.zeros((n_blocks, block))
+    thresholds = np.asarray(codebook.thresholds) if codebook is not None else \
+        np.asarray(golden.uniform(3).thresholds)
+    for index, name in enumerate(classes):
+        rows = np.nonzero(kinds == index)[0]
+        if rows.size == 0:
+            continue
+        shape = (rows.size, block)
+        scale = np.exp2(rng.integers(-20, 20, size=(rows.size, 1)).astype(np.float64))
+        every = np.arange(rows.size)
+        if name == "laplace":
+            values = rng.laplace(size=shape) * scale
+        elif name == "student_t":
+            values = rng.standard_t(3, size=shape) * scale
+        elif name == "equal_maxima":
+            values = rng.uniform(-1, 1, size=shape) * scale
+            top = rng.uniform(1, 2, size=(rows.size, 1)) * scale
+            for _ in range(k + 1 + int(rng.integers(0, 2))):
+                where = rng.integers(0, block, size=rows.size)
+                values[every, where] = top[:, 0] * rng.choice([-1.0, 1.0], size=rows.size)
+        elif name == "negative_outliers":
+            values = rng.standard_normal(shape) * scale
+            for _ in range(max(k, 1)):
+                where = rng.integers(0, block, size=rows.size)
+                values[every, where] = -np.abs(values[every, where]) * \
+                    np.exp2(rng.integers(3, 12, size=rows.size))
+        elif name == "overflowing_outliers":
+            values = rng.standard_normal(shape) * 2.0 ** -40
+            for _ in range(max(k, 1)):
+                where = rng.integers(0, block, size=rows.size)
+                values[every, where] = rng.choice([-1.0, 1.0], size=rows.size) * \
+                    np.exp2(rng.integers(20, 60, size=rows.size))
+        elif name == "few_nonzero":
+            values = np.zeros(shape)
+            for _ in range(max(k - 1, 0)):
+                where = rng.integers(0, block, size=rows.size)
+                values[every, where] = rng.standard_normal(rows.size) * scale[:, 0]
+        elif name == "codebook_ties":
+            # the block's largest magnitude is 2^e (so E = e for a codebook), every other
+            # element a threshold times 2^e
+            values = rng.choice(thresholds, size=shape) * scale
+            values *= rng.choice([-1.0, 1.0], size=shape)
+            values[every, rng.integers(0, block, size=rows.size)] = scale[:, 0]
+            for _ in range(k):
+                where = rng.integers(0, block, size=rows.size)
+                values[every, where] = scale[:, 0] * np.exp2(rng.integers(1, 6, rows.size))
+        else:
+            raise ValueError(f"Unknown outlier class {name!r}")
+        out[rows] = values
+    fmt = golden.resolve_format(in_format)
+    with np.errstate(over="ignore"):
+        out = np.clip(out, -fmt.max_finite, fmt.max_finite)
+    return out.astype(NUMPY_TYPES[in_format])
