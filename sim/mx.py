@@ -18,7 +18,7 @@ from hdl.float import ROUNDING_NAMES
 from hdl.mx_layouts import (float_beat_layout, mx_block_layout, check_block_element,
                              check_block_outliers)
 from .api import pack_beats, unpack_beats, run_stream
-from .stimulus import cast_to, float_bits
+from .stimulus import BITS_TYPES, cast_to, float_bits
 
 
 __all__ = ["Frame", "quantizer_beats", "quantizer_expected", "run_quantizer",
@@ -303,7 +303,8 @@ def run_dequantizer(frames, *, elem=None, block=32, out_format="fp32", lanes=8, 
 def dequantize_mx_rtl(scales, codes=None, *, elem=None, block=32, out_format="fp32", lanes=8,
                       codebook=None, outliers=None, count=None, levels=None, simulator=None):
     """Decode blocks with the RTL dequantizer in simulation: float bit patterns shaped like
-    the codes. ``scales, codes`` are plain MX blocks; or give a :class:`golden.Blocks` as
+    the codes (uint32 for fp32, uint16 for bf16 and fp16). ``scales, codes`` are plain MX
+    blocks; or give a :class:`golden.Blocks` as
     ``scales`` alone (with ``count`` and ``levels`` as in :class:`BlockFrame`)."""
     if codes is None:
         blocks = scales
@@ -320,4 +321,4 @@ def dequantize_mx_rtl(scales, codes=None, *, elem=None, block=32, out_format="fp
     run = run_stream(core, in_beats, expected_count=codes.size // lanes, side=side,
                      simulator=simulator)
     out = unpack_beats(float_beat_layout(out_format, lanes), run.out_beats)
-    return np.asarray(out["data"]).reshape(codes.shape)
+    return np.asarray(out["data"]).astype(BITS_TYPES[out_format]).reshape(codes.shape)
