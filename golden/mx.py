@@ -298,10 +298,10 @@ def encode_blocks(x, elem=None, block=32, rounding="nearest_even", seed=0, *, sr
     special = ~np.isfinite(blocks)
     nan = special.any(axis=-1)
     finite = np.where(special, 0.0, blocks)
-    index, rest_peak = select_outliers(np.abs(finite), k)
-    _, e2 = np.frexp(rest_peak)
+    index, peak = select_outliers(np.abs(finite), k)
+    _, e2 = np.frexp(peak)
     emax = element.emax
-    exponent = np.clip(np.where(rest_peak > 0, e2.astype(np.int64) - 1 - emax, -SCALE_EMAX),
+    exponent = np.clip(np.where(peak > 0, e2.astype(np.int64) - 1 - emax, -SCALE_EMAX),
                        -SCALE_EMAX, SCALE_EMAX)
     scaled = np.ldexp(finite, -exponent[..., None])
     draws = None

@@ -3,7 +3,9 @@ the shared-exponent computation and are kept in ancillary records.
 
 Selection (the hardware's :mod:`hdl.topk`): the ``K`` largest magnitudes of a block are the
 outliers; among equal magnitudes the lower index ranks first. The shared exponent is taken
-from the ``(K+1)``-th largest magnitude, the largest of the others.
+from the ``(K+1)``-th largest magnitude, the largest of the others; when the others are all
+zero (a block with at most ``K`` non-zero elements), from the block's largest magnitude, so
+that a sparse block keeps its values in its records.
 
 A record holds ``index`` (``log2 B`` bits, the outlier's position in its block) and ``code``,
 the outlier as a small float of the *record format* ``1-D-Mo``: sign, exponent offset ``d``
@@ -94,9 +96,11 @@ def check_outliers(outliers, block):
 
 def select_outliers(magnitudes, k):
     """Positions of the ``k`` largest ``magnitudes`` of each block (last axis), largest first;
-    equal magnitudes rank by lower index. Returns ``(index, rest_peak)``: int64 indices of
-    shape ``(..., k)`` and the largest magnitude of the other elements."""
+    equal magnitudes rank by lower index. Returns ``(index, peak)``: int64 indices of shape
+    ``(..., k)`` and the magnitude that sets the shared exponent: the largest of the other
+    elements, or the largest of all where the others are all zero."""
     order = np.argsort(-magnitudes, axis=-1, kind="stable")
     index = order[..., :k]
-    rest_peak = np.take_along_axis(magnitudes, order[..., k:k + 1], axis=-1)[..., 0]
-    return index, rest_peak
+    peak = np.take_along_axis(magnitudes, order[..., k:k + 1], axis=-1)[..., 0]
+    top = np.take_along_axis(magnitudes, order[..., :1], axis=-1)[..., 0]
+    return index, np.where(peak > 0, peak, top)

@@ -379,9 +379,12 @@ class MXQuantizer(wiring.Component):
                 s1.cfg.eq(current.cfg),
             ]
             if k:
-                # the shared exponent comes from the first entry after the block's outliers
+                # the shared exponent comes from the first entry after the block's outliers,
+                # or from the first of all when the others are all zero
                 peaks = Array(current.ranked[j].exponent for j in range(kept))
-                m.d.sync += s1.peak.eq(peaks[current.cfg.outliers])
+                rest_peak = peaks[current.cfg.outliers]
+                m.d.sync += s1.peak.eq(Mux(rest_peak == nothing, current.ranked[0].exponent,
+                                           rest_peak))
                 for j in range(k):
                     m.d.sync += s1.records[j].eq(current.ranked[j])
             else:

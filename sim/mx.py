@@ -28,10 +28,15 @@ __all__ = ["Frame", "quantizer_beats", "quantizer_expected", "run_quantizer",
 
 @dataclass
 class Frame:
-    """One tensor for the quantizer, with the configuration it is quantized with."""
+    """One tensor for the quantizer, with the configuration it is quantized with.
+
+    ``outliers``: how many outliers its blocks keep (default: the core's maximum);
+    ``codebook``: its levels, for a core whose codebook is loaded at run time."""
     x: np.ndarray
     rounding: str = "nearest_even"
     seed: int = 0
+    outliers: int = None
+    codebook: golden.Codebook = None
 
 
 def _stream_elements(x, block, lanes):
@@ -46,14 +51,39 @@ def _stream_elements(x, block, lanes):
     return rows.reshape(-1)
 
 
-def quantizer_beats(frames, *, in_format, block, lanes):
+def _frame_outliers(frame, outliers):
+    """The OutlierFormat a frame's blocks are encoded with (None for none) and its count."""
+    if outliers is None or outliers.k == 0:
+        return None, 0
+    count = outliers.k if frame.outliers is None else frame.outliers
+    if count == 0:
+        return None, 0
+    return golden.OutlierFormat(count, outliers.exp_bits, outliers.man_bits), count
+
+
+def _frame_codebook(frame, codebook):
+    """The Codebook a frame is encoded with (None for float elements)."""
+    if isinstance(codebook, int) and not isinstance(codebook, bool):
+        if frame.codebook is None or frame.codebook.n_bits != codebook:
+            raise ValueError(f"A core with loadable {codebook}-bit codebook needs a codebook "
+                             f"of that width in every frame, not {frame.codebook!r}")
+        return frame.codebook
+    return codebook
+
+
+def quantizer_beats(frames, *, in_format, block, lanes, codebook=None, outliers=None):
     """Input beats (ints) and ``cfg`` side assignments for a list of :class:`Frame`."""
     data, last, side = [], [], {}
     count = 0
     for frame in frames:
         bits = float_bits(_stream_elements(frame.x, block, lanes), in_format)
         beats = bits.reshape(-1, lanes)
-        side[count] = {"cfg": {"rounding": ROUNDING_NAMES[frame.rounding], "seed": frame.seed}}
+        cfg = {"rounding": ROUNDING_NAMES[frame.rounding], "seed": frame.seed}
+        if outliers is not None and outliers.k:
+            cfg["outliers"] = _frame_outliers(frame, outliers)[1]
+        if isinstance(codebook, int) and not isinstance(codebook, bool):
+            cfg["levels"] = list(_frame_codebook(frame, codebook).level_codes)
+        side[count] = {"cfg": cfg}
         flags = np.zeros(len(beats), dtype=np.uint8)
         flags[-1] = 1
         data.append(beats)
@@ -64,59 +94,99 @@ def quantizer_beats(frames, *, in_format, block, lanes):
     return beats, side
 
 
-def quantizer_expected(frames, *, elem, block, in_format, sr_bits=8):
-    """Golden ``(scales, codes)`` per frame and the expected output beats."""
-    results, scales_all, codes_all, last = [], [], [], []
+def block_columns(encoded, *, block, max_outliers, count):
+    """The payload columns of :class:`golden.Blocks` for a core that keeps up to
+    ``max_outliers`` records, ``count`` of them in use (the rest zero)."""
+    scales = np.asarray(encoded.scales).reshape(-1)
+    columns = {"scale": scales, "codes": np.asarray(encoded.codes).reshape(-1, block)}
+    if max_outliers:
+        index = np.zeros((scales.size, max_outliers), np.int64)
+        records = np.zeros((scales.size, max_outliers), np.int64)
+        if count:
+            index[:, :count] = np.asarray(encoded.outlier_index).reshape(-1, count)
+            records[:, :count] = np.asarray(encoded.outlier_codes).reshape(-1, count)
+        columns["count"] = np.full(scales.size, count)
+        columns["outliers"] = [{"index": index[:, j], "code": records[:, j]}
+                               for j in range(max_outliers)]
+    flags = np.zeros(scales.size, dtype=np.uint8)
+    flags[-1] = 1
+    columns["last"] = flags
+    return columns
+
+
+def _concat_columns(parts):
+    if isinstance(parts[0], dict):
+        return {name: _concat_columns([part[name] for part in parts]) for name in parts[0]}
+    if isinstance(parts[0], list):
+        return [_concat_columns([part[j] for part in parts]) for j in range(len(parts[0]))]
+    return np.concatenate(parts)
+
+
+def quantizer_expected(frames, *, elem=None, block, in_format, sr_bits=8, codebook=None,
+                       outliers=None):
+    """Golden :class:`golden.Blocks` per frame and the expected output beats."""
+    results, columns = [], []
+    max_outliers = 0 if outliers is None else outliers.k
     for frame in frames:
         x = cast_to(frame.x, in_format)
-        scales, codes = golden.encode_mx(x, elem, block, frame.rounding, frame.seed,
-                                         sr_bits=sr_bits)
-        results.append((scales, codes))
-        flat_scales = scales.reshape(-1)
-        scales_all.append(flat_scales)
-        codes_all.append(codes.reshape(-1, block))
-        flags = np.zeros(flat_scales.size, dtype=np.uint8)
-        flags[-1] = 1
-        last.append(flags)
-    beats = pack_beats(mx_block_layout(elem, block), {
-        "scale": np.concatenate(scales_all),
-        "codes": np.concatenate(codes_all),
-        "last":  np.concatenate(last),
-    })
-    return results, beats
+        frame_outliers, count = _frame_outliers(frame, outliers)
+        encoded = golden.encode_blocks(x, elem, block, frame.rounding, frame.seed,
+                                       sr_bits=sr_bits, outliers=frame_outliers,
+                                       codebook=_frame_codebook(frame, codebook))
+        results.append(encoded)
+        columns.append(block_columns(encoded, block=block, max_outliers=max_outliers,
+                                     count=count))
+    layout = mx_block_layout(elem, block, codebook=codebook, outliers=outliers)
+    return results, pack_beats(layout, _concat_columns(columns))
 
 
-def run_quantizer(frames, *, elem, block=32, lanes=8, in_format="fp32", sr_bits=8,
-                  in_stall=0.0, out_stall=0.0, seed=0, simulator=None, waves=None):
+def run_quantizer(frames, *, elem=None, block=32, lanes=8, in_format="fp32", sr_bits=8,
+                  codebook=None, outliers=None, in_stall=0.0, out_stall=0.0, seed=0,
+                  simulator=None, waves=None):
     """Run :class:`hdl.MXQuantizer` on ``frames`` and compare every output beat with the golden
-    model (raising ``AssertionError`` on the first mismatches). Returns the golden results per
-    frame and the :class:`sim.api.StreamResult`."""
+    model (raising ``AssertionError`` on the first mismatches). Returns the golden
+    :class:`golden.Blocks` per frame and the :class:`sim.api.StreamResult`."""
     core = MXQuantizer(in_format=in_format, elem=elem, block=block, lanes=lanes,
-                       sr_bits=sr_bits)
-    in_beats, side = quantizer_beats(frames, in_format=in_format, block=block, lanes=lanes)
+                       sr_bits=sr_bits, codebook=codebook, outliers=outliers)
+    in_beats, side = quantizer_beats(frames, in_format=in_format, block=block, lanes=lanes,
+                                     codebook=codebook, outliers=outliers)
     results, expected = quantizer_expected(frames, elem=elem, block=block, in_format=in_format,
-                                           sr_bits=sr_bits)
+                                           sr_bits=sr_bits, codebook=codebook,
+                                           outliers=outliers)
     run = run_stream(core, in_beats, expected=expected, side=side, in_stall=in_stall,
                      out_stall=out_stall, seed=seed, simulator=simulator, waves=waves)
     return results, run
 
 
-def quantize_mx_rtl(x, *, elem, block=32, rounding="nearest_even", seed=0, in_format="fp32",
-                    lanes=8, sr_bits=8, simulator=None):
-    """MX-encode ``x`` with the RTL quantizer in simulation: ``(scales, codes)`` shaped as
-    :func:`golden.encode_mx` returns them. The outputs are the simulator's, decoded from the
-    output beats (the comparison with the golden model is left to the caller)."""
+def quantize_mx_rtl(x, *, elem=None, block=32, rounding="nearest_even", seed=0,
+                    in_format="fp32", lanes=8, sr_bits=8, codebook=None, outliers=None,
+                    simulator=None):
+    """Encode ``x`` with the RTL quantizer in simulation. Without outliers: ``(scales,
+    codes)`` shaped as :func:`golden.encode_mx` returns them; with ``outliers``: a
+    :class:`golden.Blocks`. The outputs are the simulator's, decoded from the output beats
+    (the comparison with the golden model is left to the caller). A loadable codebook is
+    not supported here: pass the Codebook itself."""
     x = cast_to(x, in_format)
     frames = [Frame(x, rounding, seed)]
     core = MXQuantizer(in_format=in_format, elem=elem, block=block, lanes=lanes,
-                       sr_bits=sr_bits)
-    in_beats, side = quantizer_beats(frames, in_format=in_format, block=block, lanes=lanes)
+                       sr_bits=sr_bits, codebook=codebook, outliers=outliers)
+    in_beats, side = quantizer_beats(frames, in_format=in_format, block=block, lanes=lanes,
+                                     codebook=codebook, outliers=outliers)
     n_blocks = -(-x.shape[-1] // block) * (x.size // max(x.shape[-1], 1))
     run = run_stream(core, in_beats, expected_count=n_blocks, side=side, simulator=simulator)
-    out = unpack_beats(mx_block_layout(elem, block), run.out_beats)
-    scales = np.asarray(out["scale"], dtype=np.uint8).reshape(x.shape[:-1] + (-1,))
-    codes = np.asarray(out["codes"]).astype(golden.encode_float(0.0, elem).dtype)
-    return scales, codes.reshape(x.shape[:-1] + (-1,))
+    out = unpack_beats(mx_block_layout(elem, block, codebook=codebook, outliers=outliers),
+                       run.out_beats)
+    shape = x.shape[:-1] + (-1,)
+    scales = np.asarray(out["scale"], dtype=np.uint8).reshape(shape)
+    bits = codebook.bits if codebook is not None else golden.resolve_format(elem).bits
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    codes = np.asarray(out["codes"]).astype(dtype).reshape(shape)
+    if outliers is None or outliers.k == 0:
+        return scales, codes
+    index = np.stack([record["index"] for record in out["outliers"]], axis=-1).astype(np.uint8)
+    records = np.stack([record["code"] for record in out["outliers"]], axis=-1).astype(np.uint16)
+    return golden.Blocks(scales, codes, index.reshape(scales.shape + (-1,)),
+                         records.reshape(scales.shape + (-1,)))
 
 
 @dataclass
