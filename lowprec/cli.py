@@ -22,6 +22,43 @@ def _cores():
     }
 
 
+def _parse_outliers(text):
+    """``K`` or ``K:D:MO`` (outliers per block, record exponent and mantissa bits)."""
+    import golden
+    parts = text.split(":")
+    try:
+        numbers = [int(part, 10) for part in parts]
+    except ValueError:
+        numbers = None
+    if numbers is None or len(numbers) not in (1, 3):
+        raise UsageError(f"Outliers must look like K or K:D:MO (e.g. 2 or 2:4:7), not {text!r}")
+    if numbers[0] == 0:
+        return None
+    return golden.OutlierFormat(*numbers)
+
+
+_CODEBOOK_KINDS = ("uniform", "log", "fit")
+
+
+def _parse_codebook(text, samples=None):
+    """``uniformN``, ``logN``, ``fitN`` (Lloyd-Max on ``samples``) or, for a core, ``N``
+    (levels loaded at run time)."""
+    import golden
+    kind = text.rstrip("0123456789")
+    digits = text[len(kind):]
+    if not digits or kind not in _CODEBOOK_KINDS + ("",):
+        raise UsageError(f"Codebook must look like uniformN, logN or fitN (N = 1..4 index "
+                         f"bits), not {text!r}")
+    n_bits = int(digits)
+    if kind == "":
+        return n_bits
+    if kind == "fit":
+        if samples is None:
+            raise UsageError("A fitted codebook needs samples: use it with 'quantize'")
+        return golden.fit_codebook(samples, n_bits)
+    return getattr(golden, kind)(n_bits)
+
+
 def _parse_params(pairs):
     params = {}
     for pair in pairs or ():
@@ -29,10 +66,15 @@ def _parse_params(pairs):
         if not sep or not name:
             raise UsageError(f"--param must look like NAME=VALUE, not {pair!r}")
         name = name.replace("-", "_")
-        try:
-            value = int(text, 0)
-        except ValueError:
-            value = {"true": True, "false": False}.get(text.lower(), text)
+        if name == "outliers":
+            value = _parse_outliers(text)
+        elif name == "codebook":
+            value = _parse_codebook(text) if text.lower() != "none" else None
+        else:
+            try:
+                value = int(text, 0)
+            except ValueError:
+                value = {"true": True, "false": False, "none": None}.get(text.lower(), text)
         params[name] = value
     return params
 
@@ -60,21 +102,29 @@ def cmd_quantize(args):
         in_format = args.in_format
     from sim.mx import cast_to, quantize_mx_rtl
     x = cast_to(x, in_format)
-    scales, codes = golden.encode_mx(x, args.elem, args.block, args.rounding, args.seed)
+    outliers = _parse_outliers(args.outliers) if args.outliers else None
+    codebook = _parse_codebook(args.codebook, x) if args.codebook else None
+    elem = None if codebook is not None else args.elem
+    encoded = golden.encode_blocks(x, elem, args.block, args.rounding, args.seed,
+                                   outliers=outliers, codebook=codebook)
     if args.rtl:
-        rtl_scales, rtl_codes = quantize_mx_rtl(x, elem=args.elem, block=args.block,
-                                                rounding=args.rounding, seed=args.seed,
-                                                in_format=in_format, lanes=args.lanes)
-        same = np.array_equal(rtl_scales, scales) and np.array_equal(rtl_codes, codes)
+        rtl = quantize_mx_rtl(x, elem=elem, block=args.block, rounding=args.rounding,
+                              seed=args.seed, in_format=in_format, lanes=args.lanes,
+                              codebook=codebook, outliers=outliers)
+        same = all(np.array_equal(a, b) for a, b in zip(rtl, encoded))
         print(f"RTL == golden: {'yes' if same else 'NO'} "
-              f"({scales.size} blocks, {x.size} elements)")
+              f"({encoded.scales.size} blocks, {x.size} elements)")
         if not same:
             return 1
-    values = golden.decode_mx(scales, codes, args.elem, args.block)[..., :x.shape[-1]]
+    values = golden.decode_blocks(encoded, elem, args.block, outliers=outliers,
+                                  codebook=codebook)[..., :x.shape[-1]]
     out = cast_to(values, in_format)
     np.save(args.output, out)
     if args.codes:
-        np.savez(args.codes, scales=scales, codes=codes)
+        extra = {} if codebook is None else {"levels": np.asarray(codebook.levels)}
+        np.savez(args.codes, scales=encoded.scales, codes=encoded.codes,
+                 outlier_index=encoded.outlier_index, outlier_codes=encoded.outlier_codes,
+                 **extra)
     return 0
 
 
@@ -134,8 +184,15 @@ def build_parser():
     q.add_argument("--in-format", choices=IN_FORMATS, default=None,
                    help="float format of the elements (default: from the array's dtype; "
                         "float64 input is rounded to fp32 first)")
+    q.add_argument("--outliers", metavar="K[:D:MO]",
+                   help="keep the K (0..4) largest magnitudes of every block in records of "
+                        "1-D-MO bits (default D=4, MO=7), e.g. --outliers 2 or 2:3:3")
+    q.add_argument("--codebook", metavar="KINDN",
+                   help="codebook elements instead of --elem: uniformN, logN or fitN "
+                        "(Lloyd-Max on the input), N = 1..4 index bits, e.g. fit3")
     q.add_argument("--codes", metavar="CODES.npz",
-                   help="also write the E8M0 scales and element codes")
+                   help="also write the E8M0 scales, element codes, outlier indices and "
+                        "records (and the codebook's levels)")
     q.add_argument("--rtl", action="store_true",
                    help="also run the MXQuantizer RTL in simulation and fail unless it "
                         "produces the same codes as the golden model")
@@ -146,8 +203,10 @@ def build_parser():
     v = commands.add_parser(
         "verilog", help="generate Verilog for a core",
         description="Elaborate a core with the given parameters and write Verilog. "
-                    "Cores: mx-quantizer (in_format, elem, block, lanes, sr_bits), "
-                    "mx-dequantizer (elem, block, out_format, lanes).")
+                    "Cores: mx-quantizer (in_format, elem, block, lanes, sr_bits, codebook, "
+                    "outliers), mx-dequantizer (elem, block, out_format, lanes, codebook, "
+                    "outliers). codebook=uniformN|logN (fixed levels) or N (levels loaded "
+                    "through cfg); outliers=K or K:D:MO.")
     v.add_argument("core", metavar="CORE", help="mx-quantizer or mx-dequantizer")
     v.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
                    help="core parameter, e.g. -p elem=e4m3 -p block=32 (repeatable)")

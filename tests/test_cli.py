@@ -69,3 +69,51 @@ def test_demo_golden_only(capsys):
     out = capsys.readouterr().out
     for elem in golden.MX_ELEMENTS:
         assert f"\n{elem} " in out
+
+
+def test_quantize_with_outliers_and_codebook(tensor, tmp_path):
+    x, path = tensor
+    out, codes = tmp_path / "q.npy", tmp_path / "c.npz"
+    assert main(["quantize", str(path), "--codebook", "log3", "--outliers", "2:3:3",
+                 "--block", "16", "-o", str(out), "--codes", str(codes)]) == 0
+    outliers = golden.OutlierFormat(2, 3, 3)
+    expected = golden.quantize_mx(x, block=16, codebook=golden.log(3), outliers=outliers)
+    np.testing.assert_array_equal(np.load(out), expected.astype(np.float32))
+    encoded = golden.encode_blocks(x, block=16, codebook=golden.log(3), outliers=outliers)
+    with np.load(codes) as saved:
+        for name in encoded._fields:
+            np.testing.assert_array_equal(saved[name], getattr(encoded, name))
+        np.testing.assert_array_equal(saved["levels"], golden.log(3).levels)
+
+
+@pytest.mark.cocotb
+def test_quantize_rtl_agrees_with_outliers(tensor, tmp_path, capsys):
+    _, path = tensor
+    assert main(["quantize", str(path), "--elem", "e2m1", "--outliers", "1", "--rtl",
+                 "--lanes", "2", "--block", "8", "-o", str(tmp_path / "q.npy")]) == 0
+    assert "RTL == golden: yes" in capsys.readouterr().out
+
+
+def test_verilog_with_outliers_and_loadable_codebook(tmp_path):
+    out = tmp_path / "core.v"
+    assert main(["verilog", "mx-quantizer", "-p", "codebook=3", "-p", "outliers=2:4:7",
+                 "-p", "block=8", "-o", str(out)]) == 0
+    # rounding 2 + seed 32 + outlier count 2 + 8 levels of 9 bits
+    assert "input [107:0] cfg;" in out.read_text()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["quantize", "x.npy", "--outliers", "2:3", "-o", "q.npy"],
+     "Outliers must look like K or K:D:MO"),
+    (["verilog", "mx-quantizer", "-p", "codebook=fit3", "-o", "x.v"],
+     "A fitted codebook needs samples"),
+    (["verilog", "mx-quantizer", "-p", "codebook=cubic3", "-o", "x.v"],
+     "Codebook must look like uniformN, logN or fitN"),
+    (["verilog", "mx-quantizer", "-p", "outliers=9", "-o", "x.v"],
+     "Outlier count must be an integer between 0 and 4, not 9"),
+])
+def test_outlier_and_codebook_errors(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.ones((2, 8), np.float32))
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
