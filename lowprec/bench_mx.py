@@ -6,7 +6,7 @@ import numpy as np
 
 import golden
 from hdl import MXQuantizer, MXDequantizer
-from . import bench
+from . import bench, tradeoffs
 
 
 __all__ = ["register_all", "golden_speed", "simulator_speed"]
@@ -24,7 +24,20 @@ def register_all():
         bench.register(f"mx-dequantizer-e4m3-x{lanes}",
                        lambda params=params: MXDequantizer(**params), params,
                        elements_per_cycle=lanes, quick=lanes == 1)
-    bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed])
+    # Outlier extractor and codebook encoder, one lane (II = 1: one element per cycle)
+    for k in (1, 2, 4):
+        params = {"in_format": "fp32", "elem": "e4m3", "block": 32, "lanes": 1,
+                  "outliers": golden.OutlierFormat(k, 4, 7)}
+        bench.register(f"outlier-extractor-e4m3-k{k}-x1",
+                       lambda params=params: MXQuantizer(**params), params,
+                       elements_per_cycle=1, quick=k == 1)
+    for name, codebook in (("log3", golden.log(3)), ("log4", golden.log(4)),
+                           ("loadable4", 4)):
+        params = {"in_format": "fp32", "codebook": codebook, "block": 32, "lanes": 1}
+        bench.register(f"nonuniform-encoder-{name}-x1",
+                       lambda params=params: MXQuantizer(**params), params,
+                       elements_per_cycle=1, quick=name == "log3")
+    bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed, tradeoffs.section])
 
 
 def golden_speed(*, quick):
