@@ -1,8 +1,10 @@
 """Amaranth cores of lowprec."""
 
 from .float import RoundingMode, FloatUnpacker, FloatRounder
-from .mx_quantizer import MXQuantizer
+from .codebook import CodebookRounder
+from .mx_quantizer import MXQuantizer, OutlierExtractor, NonUniformEncoder
 from .mx_dequantizer import MXDequantizer, OutlierMerger, NonUniformDecoder
 
-__all__ = ["RoundingMode", "FloatUnpacker", "FloatRounder", "MXQuantizer", "MXDequantizer",
-           "OutlierMerger", "NonUniformDecoder"]
+__all__ = ["RoundingMode", "FloatUnpacker", "FloatRounder", "CodebookRounder",
+           "MXQuantizer", "OutlierExtractor", "NonUniformEncoder",
+           "MXDequantizer", "OutlierMerger", "NonUniformDecoder"]
