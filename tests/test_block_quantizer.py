@@ -18,6 +18,7 @@ import pytest
 import golden
 from golden import OutlierFormat
 from hdl import MXQuantizer
+from hdl.float import ROUNDING_NAMES
 from hdl.mx_quantizer import OutlierExtractor, NonUniformEncoder
 from sim.mx import Frame, run_quantizer, quantize_mx_rtl
 from sim.stimulus import float_blocks, outlier_blocks
@@ -160,3 +161,36 @@ def test_named_cores():
     core = NonUniformEncoder(codebook=4)
     assert set(core.cfg.shape().members) == {"rounding", "seed", "levels"}
     assert core.o.payload.shape()["codes"].shape.elem_shape == 5
+
+
+def test_configuration_changes_between_blocks_of_a_frame():
+    """Outlier count and codebook levels are taken with each block's first beat, also inside
+    a frame: every block of one frame gets its own, set on the cycle its first beat goes
+    in; each block must equal the golden model run with that block's configuration."""
+    from hdl.mx_layouts import mx_block_layout
+    from sim.api import pack_beats, run_stream
+    from sim.mx import block_columns, quantizer_beats, _concat_columns
+    rng = np.random.default_rng(21)
+    block, lanes, n_blocks = 8, 4, 300
+    outliers = OutlierFormat(2, 4, 7)
+    books = [golden.uniform(3), golden.log(3), LAPLACE_CODEBOOK]
+    x = outlier_blocks(n_blocks, block, "fp32", 2, rng).reshape(-1)
+    in_beats, side = quantizer_beats([Frame(x, "nearest_away", 0, codebook=books[0])],
+                                     in_format="fp32", block=block, lanes=lanes,
+                                     codebook=3, outliers=outliers)
+    columns = []
+    for b in range(n_blocks):
+        book = books[int(rng.integers(0, len(books)))]
+        count = int(rng.integers(0, 3))
+        side[b * block // lanes] = {"cfg": {
+            "rounding": ROUNDING_NAMES["nearest_away"], "seed": 0, "outliers": count, "levels": list(book.level_codes)}}
+        encoded = golden.encode_blocks(
+            x[b * block:(b + 1) * block], block=block, rounding="nearest_away", codebook=book,
+            outliers=OutlierFormat(count, 4, 7) if count else None)
+        part = block_columns(encoded, block=block, max_outliers=2, count=count)
+        part["last"][:] = b == n_blocks - 1
+        columns.append(part)
+    expected = pack_beats(mx_block_layout(None, block, codebook=3, outliers=outliers),
+                          _concat_columns(columns))
+    core = MXQuantizer(codebook=3, block=block, lanes=lanes, outliers=outliers)
+    run_stream(core, in_beats, expected=expected, side=side, in_stall=0.3, out_stall=0.3)
