@@ -18,6 +18,9 @@ Each block beat is held for ``block / lanes`` cycles while its elements leave ``
 time: one output beat per cycle.
 """
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -144,13 +147,13 @@ class MXDequantizer(wiring.Component):
 
         # Stage 0: step through the lanes-wide groups of the held block.
         group = Signal(range(beats))
-        first_group = Signal()
-        m.d.comb += [
-            first_group.eq(group == 0),
-            self.i.ready.eq(advance & (group == beats - 1)),
-        ]
+        first_group = Signal(init=1)                    # a register: group == 0
+        m.d.comb += self.i.ready.eq(advance & (group == beats - 1))
         with m.If(advance & self.i.valid):
-            m.d.sync += group.eq(Mux(group == beats - 1, 0, group + 1))
+            m.d.sync += [
+                group.eq(Mux(group == beats - 1, 0, group + 1)),
+                first_group.eq(group == beats - 1),
+            ]
 
         # The levels of a codebook element, as one vector of LEVEL_BITS-bit integers.
         if element.codebook is not None:
@@ -166,8 +169,27 @@ class MXDequantizer(wiring.Component):
         else:
             levels = None
 
-        control = data.StructLayout({"valid": 1, "last": 1, "nan": 1, "shared": signed(8)})
-        group_codes = self.i.payload.codes.as_value().word_select(group, lanes * elem_bits)
+        # ``shared``: the scale's exponent, scale - 127; ``shifted``: that plus the element's
+        # emax, the exponent of a record's unit.
+        control = data.StructLayout({"valid": 1, "last": 1, "nan": 1, "shared": signed(8),
+                                     "shifted": signed(10)})
+        # The codes of the current group. With a codebook, the first group's are a fixed slice
+        # of the payload and the others' were selected a cycle earlier (the payload is held
+        # through the block), so that no group-wide multiplexer lies in front of the level
+        # lookup (Fmax); otherwise the group's codes are selected directly.
+        all_codes = self.i.payload.codes.as_value()
+        group_width = lanes * elem_bits
+        if beats > 1 and levels is not None:
+            following = Signal(range(beats), init=1 % beats)   # always (group + 1) % beats
+            next_codes = Signal(group_width)
+            with m.If(advance & self.i.valid):
+                m.d.sync += [
+                    following.eq(following + 1),
+                    next_codes.eq(all_codes.word_select(following, group_width)),
+                ]
+            group_codes = Mux(first_group, all_codes[:group_width], next_codes)
+        else:
+            group_codes = all_codes.word_select(group, group_width)
         s1 = Signal(control, name="s1")
         with m.If(advance):
             scale = self.i.payload.scale
@@ -176,6 +198,7 @@ class MXDequantizer(wiring.Component):
                 s1.last.eq(self.i.payload.last & (group == beats - 1)),
                 s1.nan.eq(scale == SCALE_NAN),
                 s1.shared.eq(scale - SCALE_BIAS),
+                s1.shifted.eq(scale - SCALE_BIAS + element.emax),
             ]
         unpacked = delayed(m, s1, FloatUnpacker.LATENCY - 1, en=advance, name="unpacking")
 
@@ -239,25 +262,33 @@ class MXDequantizer(wiring.Component):
                 m.d.comb += hit.eq(Cat(match & ~Cat(*matches[:r]).any() if r else match
                                        for r, match in enumerate(matches)))
                 hit = delayed(m, hit, FloatUnpacker.LATENCY, en=advance, name=f"hit{lane}_")
+            # Select the element or its record (one-hot), then add the scale.
             row = s2_row[lane]
+            exponent = unpacker.value.exponent
+            significand = aligned(unpacker.value.significand)
+            inf, nan, offset = unpacker.inf, unpacker.nan, unpacked.shared
+            if k:
+                chosen = hit.any()
+
+                def either(element_value, record_values):
+                    picked = [Mux(hit[r], value, 0) for r, value in enumerate(record_values)]
+                    return Mux(chosen, reduce(operator.or_, picked), element_value)
+
+                sign = either(sign, [record.value.sign for record in record_unpackers])
+                exponent = either(exponent,
+                                  [record.value.exponent for record in record_unpackers])
+                significand = either(significand, [aligned(record.value.significand)
+                                                   for record in record_unpackers])
+                inf, nan = inf & ~chosen, nan & ~chosen
+                offset = Mux(chosen, unpacked.shifted, unpacked.shared)
             with m.If(advance):
                 m.d.sync += [
                     row.sign.eq(sign),
-                    row.exponent.eq(unpacker.value.exponent + unpacked.shared),
-                    row.significand.eq(aligned(unpacker.value.significand)),
-                    row.inf.eq(unpacker.inf),
-                    row.nan.eq(unpacker.nan | unpacked.nan),
+                    row.exponent.eq(exponent + offset),
+                    row.significand.eq(significand),
+                    row.inf.eq(inf),
+                    row.nan.eq(nan | unpacked.nan),
                 ]
-                for r, record in enumerate(record_unpackers):
-                    with m.If(hit[r]):
-                        m.d.sync += [
-                            row.sign.eq(record.value.sign),
-                            row.exponent.eq(record.value.exponent + element.emax
-                                            + unpacked.shared),
-                            row.significand.eq(aligned(record.value.significand)),
-                            row.inf.eq(0),
-                            row.nan.eq(unpacked.nan),
-                        ]
             m.d.comb += [
                 rounder.en.eq(advance),
                 rounder.sign.eq(row.sign),
