@@ -123,18 +123,41 @@ class MXQuantizer(wiring.Component):
         lane_bits = (lanes - 1).bit_length()
         index_bits = (self._block - 1).bit_length()
 
-        # An entry of a ranked list: the magnitude as (exponent, significand); with outliers
-        # also what a record needs. Without outliers only the exponent matters.
-        entry_fields = {"exponent": range(empty, highest + 1)}
+        # An entry of a ranked list: the magnitude as `rank` (exponent - empty: 0 for an unused
+        # place, 1 for a zero) above the significand, so that one unsigned comparison of the
+        # two (a single carry chain) ranks entries; with outliers also what a record needs.
+        # Without outliers only the exponent matters.
+        rank_shape = range(highest - empty + 1)
+        entry_fields = {"significand": sig_bits} if k else {}
+        entry_fields["rank"] = rank_shape
         if k:
-            entry_fields.update({"significand": sig_bits, "sign": 1, "index": index_bits})
+            entry_fields.update({"sign": 1, "index": index_bits})
         entry = data.StructLayout(entry_fields)
+        key_bits = (sig_bits if k else 0) + Shape.cast(rank_shape).width
 
         def at_least(a, b):
-            if not k:
-                return a.exponent >= b.exponent
-            return (a.exponent > b.exponent) | \
-                ((a.exponent == b.exponent) & (a.significand >= b.significand))
+            return a.as_value()[:key_bits] >= b.as_value()[:key_bits]
+
+        # Once ranked, an outlier needs only the significand bits its rounding can see: the
+        # record's Mo + 1 bits, R more for a stochastic draw, and a sticky bit for the rest.
+        record_sig_bits = min(sig_bits, self._outliers.man_bits + self._sr_bits + 2)
+        record = data.StructLayout({
+            "significand": record_sig_bits, "rank": rank_shape, "sign": 1,
+            "index": index_bits})
+
+        def as_record(m, ranked_entry, name):
+            kept_record = Signal(record, name=name)
+            cut = sig_bits - (record_sig_bits - 1)
+            significand = ranked_entry.significand
+            m.d.comb += [
+                kept_record.significand.eq(
+                    Cat(significand[:cut].any(), significand[cut:])
+                    if record_sig_bits < sig_bits else significand),
+                kept_record.rank.eq(ranked_entry.rank),
+                kept_record.sign.eq(ranked_entry.sign),
+                kept_record.index.eq(ranked_entry.index),
+            ]
+            return kept_record
 
         # ---- Collector, input pipeline: register the beat, unpack it, then rank the lanes,
         # one merge level per stage. All stages move together whenever the last one is empty
@@ -217,7 +240,8 @@ class MXQuantizer(wiring.Component):
             with m.If(pipe_advance):
                 m.d.sync += [
                     unpacked_row[lane].eq(unpacker.value),
-                    lane_entry.exponent.eq(Mux(unpacker.zero, nothing, unpacker.value.exponent)),
+                    lane_entry.rank.eq(Mux(unpacker.zero, nothing - empty,
+                                           unpacker.value.exponent - empty)),
                 ]
                 if k:
                     m.d.sync += [
@@ -267,7 +291,8 @@ class MXQuantizer(wiring.Component):
 
         full = Signal(2)                    # bank holds a finished block not yet read out
         descriptor = data.StructLayout({
-            "ranked":  data.ArrayLayout(entry, kept),   # the block's largest magnitudes
+            "peak":    rank_shape,      # the rank (exponent - empty) E comes from
+            "records": data.ArrayLayout(record, k),     # the outliers, largest first
             "special": 1,                   # the block holds a NaN or an Inf
             "first":   1,                   # the block starts a frame
             "last":    1,                   # the block ends a frame
@@ -277,9 +302,15 @@ class MXQuantizer(wiring.Component):
 
         write_bank = Signal()
         write_beat = Signal(range(beats))
-        # The block's list so far; emptied at every block's end.
-        unused = {"exponent": empty}
-        block_list = [Signal(entry, init=unused, name=f"block_ranked{j}") for j in range(kept)]
+        # The block's list so far. A block's first beat merges into an empty list; the
+        # finished list goes into the descriptor one cycle after the block's last beat, so
+        # that neither the emptying nor the descriptor lies on the merge's path. (The
+        # converter reads the list one cycle after the rest of the descriptor.)
+        block_list = [Signal(entry, name=f"block_ranked{j}") for j in range(kept)]
+        fresh = Signal(init=1)              # the next beat starts a block
+        finishing = Signal()                # block_list holds a finished block's list
+        finishing_bank = Signal()
+        finishing_count = Signal(range(kept))
         block_special = Signal()
         block_first = Signal()
         block_cfg = Signal(cfg_layout)
@@ -302,7 +333,8 @@ class MXQuantizer(wiring.Component):
                     placed.index.eq(lane_entry.index[:lane_bits] | (write_beat << lane_bits)),
                 ]
                 beat_list.append(placed)
-        ranked = merge_top(m, block_list, beat_list, kept, at_least, name="block_merge")
+        ranked = merge_top(m, block_list, beat_list, kept, at_least, first_valid=~fresh,
+                           name="block_merge")
         special = Signal()
         first = Signal()
         cfg = Signal(cfg_layout)
@@ -321,6 +353,7 @@ class MXQuantizer(wiring.Component):
                 block_cfg.eq(cfg),
             ]
             m.d.sync += [place.eq(value) for place, value in zip(block_list, ranked)]
+            m.d.sync += fresh.eq(write_beat == beats - 1)
             with m.If(write_beat == beats - 1):
                 target = descriptors[write_bank]
                 m.d.sync += [
@@ -329,13 +362,27 @@ class MXQuantizer(wiring.Component):
                     target.last.eq(p2_last),
                     target.cfg.eq(cfg),
                     full.bit_select(write_bank, 1).eq(1),
+                    finishing_bank.eq(write_bank),
+                    finishing_count.eq(cfg.outliers if k else 0),
                     write_bank.eq(~write_bank),
                     write_beat.eq(0),
                 ]
-                m.d.sync += [target.ranked[j].eq(value) for j, value in enumerate(ranked)]
-                m.d.sync += [place.exponent.eq(empty) for place in block_list]
             with m.Else():
                 m.d.sync += write_beat.eq(write_beat + 1)
+        # The other bank cannot come round again before this: it needs a beat of its own.
+        m.d.sync += finishing.eq(step & (write_beat == beats - 1))
+        # E comes from the first entry after the block's outliers, or from the first of all
+        # when the others are all zero.
+        finished_peak = Signal(rank_shape)
+        ranks = Array(place.rank for place in block_list)
+        rest_rank = ranks[finishing_count]
+        m.d.comb += finished_peak.eq(Mux(rest_rank == nothing - empty, block_list[0].rank,
+                                         rest_rank))
+        finished_records = [as_record(m, block_list[j], f"record{j}") for j in range(k)]
+        with m.If(finishing):
+            target = descriptors[finishing_bank]
+            m.d.sync += target.peak.eq(finished_peak)
+            m.d.sync += [target.records[j].eq(value) for j, value in enumerate(finished_records)]
 
         # ---- Converter. Everything below advances together unless the output is held.
         advance = Signal()
@@ -355,7 +402,7 @@ class MXQuantizer(wiring.Component):
             "beat":    range(beats),
             "end":     1,               # final beat of the block
             "restart": 1,               # first beat of a frame: restart the generator
-            "peak":    entry["exponent"].shape,     # largest exponent after the outliers
+            "peak":    rank_shape,      # the rank (exponent - empty) E comes from
             "shared":  range(-SCALE_EMAX, SCALE_EMAX + 1),  # E, from stage 2 on
             "special": 1,
             "last":    1,
@@ -363,7 +410,7 @@ class MXQuantizer(wiring.Component):
         }
         if k:
             control_fields.update({
-                "records":  data.ArrayLayout(entry, k),  # outliers, largest first
+                "records":  data.ArrayLayout(record, k),     # outliers, largest first
                 "outlier_lanes": lanes,     # lanes of this beat that are outliers (stage 3)
             })
         control = data.StructLayout(control_fields)
@@ -378,17 +425,13 @@ class MXQuantizer(wiring.Component):
                 s1.last.eq(current.last),
                 s1.cfg.eq(current.cfg),
             ]
-            if k:
-                # the shared exponent comes from the first entry after the block's outliers,
-                # or from the first of all when the others are all zero
-                peaks = Array(current.ranked[j].exponent for j in range(kept))
-                rest_peak = peaks[current.cfg.outliers]
-                m.d.sync += s1.peak.eq(Mux(rest_peak == nothing, current.ranked[0].exponent,
-                                           rest_peak))
-                for j in range(k):
-                    m.d.sync += s1.records[j].eq(current.ranked[j])
-            else:
-                m.d.sync += s1.peak.eq(current.ranked[0].exponent)
+            # A block whose list goes into its descriptor in this very cycle is read from the
+            # list itself.
+            just_finished = finishing & (finishing_bank == read_bank)
+            m.d.sync += s1.peak.eq(Mux(just_finished, finished_peak, current.peak))
+            for j in range(k):
+                m.d.sync += s1.records[j].eq(Mux(just_finished, finished_records[j],
+                                                 current.records[j]))
             with m.If(available):
                 with m.If(read_beat == beats - 1):
                     m.d.sync += [
@@ -404,22 +447,28 @@ class MXQuantizer(wiring.Component):
         s2 = Signal(control, name="s2")
         s2_row = Signal(row)
         emax = element.emax
-        # The clamping compares the peak with constants, beside the subtraction.
+        rank = s1.peak                  # the peak's exponent is rank + empty
+        # The clamping compares the rank with constants, beside the subtraction.
         with m.If(advance):
             m.d.sync += [
                 s2.eq(s1),
-                s2.shared.eq(Mux((s1.peak <= nothing) | (s1.peak < emax - SCALE_EMAX),
+                s2.shared.eq(Mux((rank <= nothing - empty) |
+                                 (rank < emax - SCALE_EMAX - empty),
                                  -SCALE_EMAX,
-                                 Mux(s1.peak > emax + SCALE_EMAX, SCALE_EMAX, s1.peak - emax))),
+                                 Mux(rank > emax + SCALE_EMAX - empty, SCALE_EMAX,
+                                     rank + (empty - emax)))),
                 s2_row.eq(read.data),
             ]
+
         scaled_shape = Shape.cast(range(empty - SCALE_EMAX - emax,
                                         highest + SCALE_EMAX + 1))
         scaled_element = data.StructLayout({
             "sign": 1, "exponent": scaled_shape, "significand": sig_bits})
         s3 = Signal(control, name="s3")
         s3_row = Signal(data.ArrayLayout(scaled_element, lanes))
-        s3_records = Signal(data.ArrayLayout(scaled_element, k))
+        scaled_record = data.StructLayout({
+            "sign": 1, "exponent": scaled_shape, "significand": record_sig_bits})
+        s3_records = Signal(data.ArrayLayout(scaled_record, k))
         with m.If(advance):
             m.d.sync += s3.eq(s2)
             for lane in range(lanes):
@@ -432,7 +481,7 @@ class MXQuantizer(wiring.Component):
             for j in range(k):
                 m.d.sync += [
                     s3_records[j].sign.eq(s2.records[j].sign),
-                    s3_records[j].exponent.eq(s2.records[j].exponent - s2.shared - emax),
+                    s3_records[j].exponent.eq(s2.records[j].rank + (empty - emax) - s2.shared),
                     s3_records[j].significand.eq(s2.records[j].significand),
                 ]
             if k:
@@ -477,7 +526,8 @@ class MXQuantizer(wiring.Component):
         record_codes = []
         for j in range(k):
             rounder = FloatRounder(self._outliers.record_format, exponent_shape=scaled_shape,
-                                   sig_bits=sig_bits, sr_bits=self._sr_bits, saturate=True)
+                                   sig_bits=record_sig_bits, sr_bits=self._sr_bits,
+                                   saturate=True)
             m.submodules[f"record_round{j}"] = rounder
             kept_draw = Signal(self._sr_bits, name=f"record_draw{j}")
             draw = Signal(self._sr_bits, name=f"record_draw{j}_now")

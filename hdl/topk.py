@@ -17,7 +17,7 @@ from amaranth.hdl import *
 __all__ = ["merge_top"]
 
 
-def merge_top(m, first, second, n, at_least, *, name="merged"):
+def merge_top(m, first, second, n, at_least, *, first_valid=None, name="merged"):
     """The ``n`` highest-ranked entries of two ranked lists, highest first (combinational).
 
     Parameters
@@ -31,6 +31,10 @@ def merge_top(m, first, second, n, at_least, *, name="merged"):
         Length of the result; at most ``len(first) + len(second)``.
     at_least : callable
         ``at_least(a, b)``: a 1-bit value, true when ``a``'s key is at least ``b``'s.
+    first_valid : Value or None
+        When given and low, ``first`` counts as empty: the result is ``second`` followed by
+        all-zero entries. (Gating the comparisons instead of the entries keeps this off the
+        comparators' inputs.)
 
     Returns
     -------
@@ -49,36 +53,39 @@ def merge_top(m, first, second, n, at_least, *, name="merged"):
     # ahead[p][q]: first[p] ranks above second[q]
     ahead = [[Signal(name=f"{name}_ahead{p}_{q}") for q in range(len(second))]
              for p in range(len(first))]
+    valid = C(1, 1) if first_valid is None else first_valid
     for p, a in enumerate(first):
         for q, b in enumerate(second):
-            m.d.comb += ahead[p][q].eq(at_least(a, b))
+            m.d.comb += ahead[p][q].eq(at_least(a, b) & valid)
     places = []
     for j in range(n):
         candidates = []
         for p in range(min(j + 1, len(first))):
-            q = j - p                       # entries of second ahead of first[p]
-            lands = C(1, 1)
-            if q > len(second):
-                continue
-            if q > 0:
-                lands = lands & ~ahead[p][q - 1]
-            if q < len(second):
-                lands = lands & ahead[p][q]
-            candidates.append((lands, first[p]))
+            lands = _lands(j - p, len(second), lambda q, p=p: ~ahead[p][q])
+            if lands is not None:
+                candidates.append((lands & valid, first[p]))
         for q in range(min(j + 1, len(second))):
-            p = j - q                       # entries of first ahead of second[q]
-            lands = C(1, 1)
-            if p > len(first):
-                continue
-            if p > 0:
-                lands = lands & ahead[p - 1][q]
-            if p < len(first):
-                lands = lands & ~ahead[p][q]
-            candidates.append((lands, second[q]))
+            lands = _lands(j - q, len(first), lambda p, q=q: ahead[p][q])
+            if lands is not None:
+                candidates.append((lands, second[q]))
         place = Signal(shape, name=f"{name}{j}")
         m.d.comb += place.eq(_any_of(candidates))
         places.append(place)
     return places
+
+
+def _lands(above, others, other_above):
+    """Whether an entry with exactly ``above`` of the other list's ``others`` entries ranked
+    above it (``other_above(i)``: the other list's entry ``i`` is): since that list is
+    ranked, its entry ``above - 1`` is and its entry ``above`` is not. None if impossible."""
+    if above > others:
+        return None
+    lands = C(1, 1)
+    if above > 0:
+        lands = lands & other_above(above - 1)
+    if above < others:
+        lands = lands & ~other_above(above)
+    return lands
 
 
 def _any_of(candidates):

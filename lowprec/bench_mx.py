@@ -31,12 +31,23 @@ def register_all():
         bench.register(f"outlier-extractor-e4m3-k{k}-x1",
                        lambda params=params: MXQuantizer(**params), params,
                        elements_per_cycle=1, quick=k == 1)
+    params = {"in_format": "bf16", "elem": "e4m3", "block": 32, "lanes": 1,
+              "outliers": golden.OutlierFormat(4, 4, 7)}
+    bench.register("outlier-extractor-bf16-e4m3-k4-x1",
+                   lambda params=params: MXQuantizer(**params), params, elements_per_cycle=1)
     for name, codebook in (("log3", golden.log(3)), ("log4", golden.log(4)),
                            ("loadable4", 4)):
         params = {"in_format": "fp32", "codebook": codebook, "block": 32, "lanes": 1}
         bench.register(f"nonuniform-encoder-{name}-x1",
                        lambda params=params: MXQuantizer(**params), params,
                        elements_per_cycle=1, quick=name == "log3")
+    # and their decoders
+    for name, params in (
+            ("outlier-merger-e4m3-k2-x1", {"elem": "e4m3", "block": 32, "lanes": 1,
+                                           "outliers": golden.OutlierFormat(2, 4, 7)}),
+            ("nonuniform-decoder-loadable4-x1", {"codebook": 4, "block": 32, "lanes": 1})):
+        bench.register(name, lambda params=params: MXDequantizer(**params), params,
+                       elements_per_cycle=1, quick=False)
     bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed, tradeoffs.section])
 
 

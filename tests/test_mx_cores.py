@@ -67,8 +67,8 @@ def test_quantizer_matches_golden(in_format, elem, block, lanes, rounding, in_st
     results, run = run_quantizer(frames, elem=elem, block=block, lanes=lanes,
                                  in_format=in_format, in_stall=in_stall, out_stall=out_stall,
                                  seed=int(rng.integers(0, 2 ** 31)))
-    assert sum(scales.size for scales, _ in results) >= BLOCKS - 1
-    assert len(run.out_beats) == sum(scales.size for scales, _ in results)
+    assert sum(blocks.scales.size for blocks in results) >= BLOCKS - 1
+    assert len(run.out_beats) == sum(blocks.scales.size for blocks in results)
 
 
 @pytest.mark.parametrize("lanes", [1, 8, 32])

@@ -56,3 +56,27 @@ def test_merge_top_length_checked():
     entries = [Signal(ENTRY) for _ in range(3)]
     with pytest.raises(ValueError, match=r"Result length must be between 1 and 3, not 4"):
         merge_top(m, entries[:1], entries[1:], 4, lambda a, b: a.key >= b.key)
+
+
+def test_merge_top_with_first_list_invalid():
+    """``first_valid`` low: the result is the second list, then empty (all-zero) places."""
+    m = Module()
+    first = [Signal(ENTRY, name=f"a{i}") for i in range(3)]
+    second = [Signal(ENTRY, name=f"b{i}") for i in range(2)]
+    valid = Signal(init=1)
+    merged = merge_top(m, first, second, 4, lambda a, b: a.key >= b.key, first_valid=valid)
+    sim = Simulator(m)
+
+    async def testbench(ctx):
+        for i, key in enumerate((7, 5, 1)):
+            ctx.set(first[i], {"key": key, "tag": i})
+        for i, key in enumerate((6, 2)):
+            ctx.set(second[i], {"key": key, "tag": 8 + i})
+        got = [(ctx.get(place.key), ctx.get(place.tag)) for place in merged]
+        assert got == [(7, 0), (6, 8), (5, 1), (2, 9)]
+        ctx.set(valid, 0)
+        got = [(ctx.get(place.key), ctx.get(place.tag)) for place in merged]
+        assert got == [(6, 8), (2, 9), (0, 0), (0, 0)]
+
+    sim.add_testbench(testbench)
+    sim.run()
