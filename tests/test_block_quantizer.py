@@ -108,6 +108,20 @@ def test_block_quantizer(config):
     assert len(run.out_beats) >= BLOCKS
 
 
+@pytest.mark.parametrize("sr_bits", [3, 16, 24])
+def test_records_with_other_draw_widths(sr_bits):
+    """Records keep only Mo + R + 2 significand bits after ranking (R = ``sr_bits``): exact
+    for every rounding mode whatever R is (here with a 3-bit record mantissa, so that 24-bit
+    fp32 significands are cut for R < 19)."""
+    rng = np.random.default_rng(sr_bits)
+    data = outlier_blocks(1500, 8, "fp32", 2, rng)
+    frames = [Frame(data[:500].reshape(-1), "stochastic", 77),
+              Frame(data[500:1000].reshape(-1), "nearest_even"),
+              Frame(data[1000:].reshape(-1), "stochastic", 78, outliers=1)]
+    run_quantizer(frames, elem="e2m1", block=8, lanes=2, sr_bits=sr_bits,
+                  outliers=OutlierFormat(2, 4, 3), in_stall=0.2, out_stall=0.2)
+
+
 def test_outlier_extractor_full_rate():
     """II = 1 with K = 4: with no stalls, 8 lanes take one beat per cycle (cycles = beats +
     the pipeline's latency)."""
