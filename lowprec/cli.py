@@ -15,10 +15,15 @@ class UsageError(Exception):
 
 
 def _cores():
-    from hdl import MXQuantizer, MXDequantizer
+    from hdl import (MXQuantizer, MXDequantizer, OutlierExtractor, OutlierMerger,
+                     NonUniformEncoder, NonUniformDecoder)
     return {
-        "mx-quantizer":   MXQuantizer,
-        "mx-dequantizer": MXDequantizer,
+        "mx-quantizer":        MXQuantizer,
+        "mx-dequantizer":      MXDequantizer,
+        "outlier-extractor":   OutlierExtractor,
+        "outlier-merger":      OutlierMerger,
+        "nonuniform-encoder":  NonUniformEncoder,
+        "nonuniform-decoder":  NonUniformDecoder,
     }
 
 
@@ -205,9 +210,13 @@ def build_parser():
         description="Elaborate a core with the given parameters and write Verilog. "
                     "Cores: mx-quantizer (in_format, elem, block, lanes, sr_bits, codebook, "
                     "outliers), mx-dequantizer (elem, block, out_format, lanes, codebook, "
-                    "outliers). codebook=uniformN|logN (fixed levels) or N (levels loaded "
-                    "through cfg); outliers=K or K:D:MO.")
-    v.add_argument("core", metavar="CORE", help="mx-quantizer or mx-dequantizer")
+                    "outliers), and the same with outliers or codebook required: "
+                    "outlier-extractor, nonuniform-encoder (quantizer), outlier-merger, "
+                    "nonuniform-decoder (dequantizer). codebook=uniformN|logN (fixed levels) "
+                    "or N (levels loaded through cfg); outliers=K or K:D:MO.")
+    v.add_argument("core", metavar="CORE",
+                   help="mx-quantizer, mx-dequantizer, outlier-extractor, outlier-merger, "
+                        "nonuniform-encoder or nonuniform-decoder")
     v.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
                    help="core parameter, e.g. -p elem=e4m3 -p block=32 (repeatable)")
     v.add_argument("--name", default="top", help="Verilog module name (default top)")

@@ -117,3 +117,18 @@ def test_outlier_and_codebook_errors(argv, message, capsys, tmp_path, monkeypatc
     np.save(tmp_path / "x.npy", np.ones((2, 8), np.float32))
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_verilog_named_cores(tmp_path):
+    out = tmp_path / "core.v"
+    assert main(["verilog", "outlier-merger", "-p", "outliers=1:3:3", "-p", "block=8",
+                 "-o", str(out)]) == 0
+    assert "module top(" in out.read_text()
+    assert main(["verilog", "nonuniform-encoder", "-p", "codebook=log2", "-p", "block=4",
+                 "-o", str(out)]) == 0
+    assert "module top(" in out.read_text()
+
+
+def test_verilog_named_core_needs_its_option(tmp_path, capsys):
+    assert main(["verilog", "outlier-extractor", "-o", str(tmp_path / "x.v")]) == 2
+    assert "required keyword-only argument: 'outliers'" in capsys.readouterr().err
