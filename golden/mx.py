@@ -21,7 +21,7 @@ import numpy as np
 from . import rng
 from .codebook import Codebook, encode_codebook, decode_codebook
 from .outliers import check_outliers, select_outliers
-from .formats import FloatFormat, resolve_format, check_rounding, encode_float, decode_float
+from .formats import resolve_format, check_rounding, encode_float, decode_float
 from .formats import _as_float64, _check_sr_bits, _check_real, _as_float32_bits, _bit_plan
 from .formats import _encode_bits, _code_dtype, _code_index, _decode_table
 from .formats import _CHUNK, _F32_EXP_ONE, _F32_INF

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.rng import check_sr_bits
 
-from golden.formats import FloatFormat, resolve_format
+from golden.formats import resolve_format
 
 
 __all__ = ["RoundingMode", "ROUNDING_NAMES", "exponent_range", "unpacked_layout",

@@ -11,7 +11,7 @@ from amaranth.lib import data
 from golden.codebook import Codebook, LEVEL_BITS, _check_n_bits
 from golden.formats import resolve_format
 from golden.mx import check_block, check_element
-from golden.outliers import OutlierFormat, check_outliers
+from golden.outliers import check_outliers
 from .float import RoundingMode
 
 

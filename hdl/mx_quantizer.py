@@ -116,7 +116,6 @@ class MXQuantizer(wiring.Component):
         unpacked = unpacked_layout(self._in_format)
         row = data.ArrayLayout(unpacked, lanes)
         lowest, highest = exponent_range(self._in_format)
-        exponent_shape = Shape.cast(unpacked["exponent"].shape)
         sig_bits = Shape.cast(unpacked["significand"].shape).width
         nothing = lowest - 1                # the exponent a zero element ranks with
         empty = lowest - 2                  # an unused place of a list ranks below zeros
@@ -304,8 +303,8 @@ class MXQuantizer(wiring.Component):
         write_beat = Signal(range(beats))
         # The block's list so far. A block's first beat merges into an empty list; the
         # finished list goes into the descriptor one cycle after the block's last beat, so
-        # that neither the emptying nor the descriptor lies on the merge's path. (The
-        # converter reads the list one cycle after the rest of the descriptor.)
+        # that neither the emptying nor the descriptor lies on the merge's path (a converter
+        # that starts on the block in that very cycle takes the list from `block_list`).
         block_list = [Signal(entry, name=f"block_ranked{j}") for j in range(kept)]
         fresh = Signal(init=1)              # the next beat starts a block
         finishing = Signal()                # block_list holds a finished block's list

@@ -1,6 +1,5 @@
 """``lowprec demo`` / ``make demo``: every MX format on a built-in activation sample."""
 
-import time
 
 import numpy as np
 

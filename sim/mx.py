@@ -8,7 +8,7 @@ of the block on the host, except for a one-row frame, which is padded to a multi
 count only, so that the core pads its final block itself.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
