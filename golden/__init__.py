@@ -6,7 +6,9 @@ from .codebook import (Codebook, uniform, log, fit_codebook, encode_codebook, de
 from .outliers import OutlierFormat
 from .mx import (MX_ELEMENTS, encode_mx, decode_mx, quantize_mx, shared_exponent, Blocks,
                  encode_blocks, decode_blocks, encode_outlier_bfp, decode_outlier_bfp)
-from . import rng, codebook
+from .codec import (CompressionConfig, ELEMENT_IDS, FrameError, compress, decompress,
+                    decompress_blocks, compression_report)
+from . import rng, codebook, codec
 
 __all__ = [
     "FloatFormat", "FORMATS", "ROUNDING_MODES", "int_format", "resolve_format",
@@ -15,5 +17,6 @@ __all__ = [
     "OutlierFormat",
     "MX_ELEMENTS", "encode_mx", "decode_mx", "quantize_mx", "shared_exponent", "Blocks",
     "encode_blocks", "decode_blocks", "encode_outlier_bfp", "decode_outlier_bfp", "rng",
-    "codebook",
+    "codebook", "CompressionConfig", "ELEMENT_IDS", "FrameError", "compress", "decompress",
+    "decompress_blocks", "compression_report", "codec",
 ]
