@@ -189,14 +189,12 @@ class BitWriter:
         self.pos = 0
 
     def write(self, value, width):
-        """One field of ``width`` bits (0..64)."""
+        """One field of ``width`` bits."""
         value = int(value)
         if not 0 <= value < 1 << width:
             raise ValueError(f"Field value {value} does not fit in {width} bits")
         if width:
-            self._chunks.append(((value >> np.arange(width, dtype=np.uint64)) & 1)
-                                .astype(np.uint8) if width <= 64
-                                else np.array([value >> j & 1 for j in range(width)], np.uint8))
+            self._chunks.append(np.array([value >> j & 1 for j in range(width)], np.uint8))
             self.pos += width
 
     def write_array(self, values, widths):
