@@ -24,8 +24,7 @@ import numpy as np
 from . import rng
 from .codebook import Codebook, log as log_codebook, uniform as uniform_codebook
 from .formats import FORMATS, FloatFormat, ROUNDING_MODES, check_rounding, _code_dtype
-from .mx import (Blocks, check_block, check_element_or_codebook, encode_blocks, decode_blocks,
-                 SCALE_NAN)
+from .mx import Blocks, check_block, check_element_or_codebook, encode_blocks, decode_blocks
 from .outliers import OutlierFormat, check_outliers
 
 
@@ -686,8 +685,8 @@ def compression_report(x, config=None):
         sqnr = 10 * math.log10(signal / noise) if signal > 0 else -math.inf
     codes = blocks.codes.reshape(-1)
     _, counts = np.unique(codes, return_counts=True)
-    p = counts / codes.size if codes.size else counts
-    h0 = float(-(p * np.log2(p)).sum()) + 0.0 if codes.size else 0.0
+    p = counts / codes.size
+    h0 = float(-(p * np.log2(p)).sum()) + 0.0          # + 0.0: no -0.0 for a single code
     nblocks = blocks.scales.size
     wb = config.word_bits
     header = -(-header_bits(config, x.ndim) // wb) * wb

@@ -433,19 +433,22 @@ def test_random_corruptions():
     start = time.perf_counter()
     for trial in range(1500):
         f = bytearray(frames[trial % len(frames)])
+        wb = 64 if f[5] & 1 else 32                     # the header's word width (bit 40)
         kind = trial % 5
-        resealed = kind >= 3
-        if kind == 0 or kind == 3:
-            for bit in rng.choice(8 * len(f) - (64 if resealed else 0),
+        resealed = kind >= 3                            # the CRC recomputed: field checks
+        if kind == 0 or kind == 3:                      # 1-3 bit flips
+            for bit in rng.choice(8 * len(f) - (wb if resealed else 0),
                                   size=rng.integers(1, 4), replace=False):
                 f[bit // 8] ^= 1 << (bit % 8)
-        elif kind == 1 or kind == 4:
+        elif kind == 1:                                 # cut to any length
             f = f[:rng.integers(0, len(f))]
-        else:
+        elif kind == 4:                                 # whole words of the body dropped
+            f = f[:wb // 8 * rng.integers(1, len(f) // (wb // 8))]
+        else:                                           # words appended
             f += rng.integers(0, 256, size=4 * rng.integers(1, 4), dtype=np.uint8).tobytes()
         f = bytes(f)
-        if resealed and len(f) >= 8:
-            f = seal(f[:-4] if kind == 3 else f[:len(f) // 4 * 4])
+        if resealed:
+            f = seal(f[:-wb // 8], wb)
         t = time.perf_counter()
         try:
             y = decompress(f)
