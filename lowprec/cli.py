@@ -133,6 +133,104 @@ def cmd_quantize(args):
     return 0
 
 
+def _add_format_arguments(parser, elements):
+    import golden
+    parser.add_argument("--elem", default="e4m3", choices=list(elements),
+                        help="element format (default e4m3); MX formats: "
+                             + ", ".join(golden.MX_ELEMENTS))
+    parser.add_argument("--block", type=int, default=32,
+                        help="elements per shared scale, a power of two 2..64 (default 32)")
+    parser.add_argument("--rounding", default="nearest_even", choices=golden.ROUNDING_MODES,
+                        help="element rounding (default nearest_even)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="32-bit seed of stochastic rounding (default 0)")
+    parser.add_argument("--outliers", metavar="K[:D:MO]",
+                        help="keep the K (0..4) largest magnitudes of every block in records "
+                             "of 1-D-MO bits (default D=4, MO=7), e.g. --outliers 2 or 2:3:3")
+    parser.add_argument("--codebook", metavar="KINDN",
+                        help="codebook elements instead of --elem: uniformN, logN or fitN "
+                             "(Lloyd-Max on the input), N = 1..4 index bits, e.g. fit3")
+
+
+def _add_codec_arguments(parser):
+    parser.add_argument("--zero-mode", default="zvc", choices=("none", "zvc", "rle"),
+                        help="zero compression: none, zvc (non-zero mask per block) or rle "
+                             "(zero-run tokens) (default zvc)")
+    parser.add_argument("--word-bits", type=int, default=32, choices=(32, 64),
+                        help="memory word width of the frame (default 32)")
+
+
+def _input_floats(path):
+    """The array of ``path`` as the float type the cores read (float64 rounded to fp32)."""
+    from sim.mx import cast_to
+    x = _load_array(path)
+    in_format = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(
+        x.dtype.name, "fp32")
+    return cast_to(x, in_format)
+
+
+def cmd_compress(args):
+    import golden
+    x = _input_floats(args.input)
+    outliers = _parse_outliers(args.outliers) if args.outliers else None
+    codebook = _parse_codebook(args.codebook, x) if args.codebook else None
+    config = golden.CompressionConfig(
+        elem=None if codebook is not None else args.elem, block=args.block,
+        rounding=args.rounding, seed=args.seed, outliers=outliers, codebook=codebook,
+        zero_mode=args.zero_mode, word_bits=args.word_bits)
+    frame = golden.compress(x, config)
+    Path(args.output).write_bytes(frame)
+    print(f"{x.size} elements -> {len(frame)} bytes "
+          f"({8 * len(frame) / max(x.size, 1):.2f} bits/element, "
+          f"{4 * x.size / len(frame):.2f}x vs fp32)")
+    return 0
+
+
+def cmd_decompress(args):
+    import golden
+    path = Path(args.input)
+    if not path.exists():
+        raise UsageError(f"Input file {str(path)!r} does not exist")
+    values = golden.decompress(path.read_bytes())
+    np.save(args.output, values.astype(args.dtype))
+    return 0
+
+
+def _report_configs(x, block):
+    import golden
+    configs = [(elem, dict(elem=elem)) for elem in golden.MX_ELEMENTS]
+    configs += [
+        ("e2m1 + 2 outliers (1-3-3)", dict(elem="e2m1", outliers=golden.OutlierFormat(2, 3, 3))),
+        ("e3m2 + 2 outliers (1-4-7)", dict(elem="e3m2", outliers=golden.OutlierFormat(2, 4, 7))),
+        ("codebook fitted N=3", dict(elem=None, codebook=golden.fit_codebook(x, 3, block=block))),
+        ("codebook fitted N=3 + 2 outliers",
+         dict(elem=None, codebook=golden.fit_codebook(x, 3, block=block),
+              outliers=golden.OutlierFormat(2, 3, 3))),
+    ]
+    return configs
+
+
+def cmd_report(args):
+    import golden
+    x = _input_floats(args.input)
+    header = (f"{'format':<34}{'bits/elem':>10}{'vs fp32':>9}{'vs bf16':>9}{'SQNR dB':>9}"
+              f"{'entropy':>9}{'overhead':>10}")
+    print(f"{x.size} elements, {np.mean(x == 0) * 100:.0f}% zeros; block {args.block}, "
+          f"zero mode {args.zero_mode}, {args.word_bits}-bit words; entropy: order-0 bound "
+          f"of the quantized symbols, bits/element")
+    print(header)
+    print("-" * len(header))
+    for label, options in _report_configs(x, args.block):
+        config = golden.CompressionConfig(block=args.block, zero_mode=args.zero_mode,
+                                          word_bits=args.word_bits, **options)
+        report = golden.compression_report(x, config)
+        print(f"{label:<34}{report['bits_per_element']:>10.2f}{report['ratio_fp32']:>8.2f}x"
+              f"{report['ratio_bf16']:>8.2f}x{report['sqnr_db']:>9.2f}"
+              f"{report['entropy_bits_per_element']:>9.2f}"
+              f"{report['packing_overhead'] * 100:>9.0f}%")
+    return 0
+
+
 def cmd_verilog(args):
     from amaranth.back import verilog
     cores = _cores()
@@ -177,24 +275,10 @@ def build_parser():
     q.add_argument("input", metavar="IN.npy", help="input tensor (float32, float16 or bfloat16)")
     q.add_argument("-o", "--output", metavar="OUT.npy", required=True,
                    help="where to write the quantized values")
-    q.add_argument("--elem", default="e4m3", choices=list(golden.FORMATS),
-                   help="element format (default e4m3); MX formats: "
-                        + ", ".join(golden.MX_ELEMENTS))
-    q.add_argument("--block", type=int, default=32,
-                   help="elements per shared scale, a power of two 2..64 (default 32)")
-    q.add_argument("--rounding", default="nearest_even", choices=golden.ROUNDING_MODES,
-                   help="element rounding (default nearest_even)")
-    q.add_argument("--seed", type=int, default=0,
-                   help="32-bit seed of stochastic rounding (default 0)")
+    _add_format_arguments(q, golden.FORMATS)
     q.add_argument("--in-format", choices=IN_FORMATS, default=None,
                    help="float format of the elements (default: from the array's dtype; "
                         "float64 input is rounded to fp32 first)")
-    q.add_argument("--outliers", metavar="K[:D:MO]",
-                   help="keep the K (0..4) largest magnitudes of every block in records of "
-                        "1-D-MO bits (default D=4, MO=7), e.g. --outliers 2 or 2:3:3")
-    q.add_argument("--codebook", metavar="KINDN",
-                   help="codebook elements instead of --elem: uniformN, logN or fitN "
-                        "(Lloyd-Max on the input), N = 1..4 index bits, e.g. fit3")
     q.add_argument("--codes", metavar="CODES.npz",
                    help="also write the E8M0 scales, element codes, outlier indices and "
                         "records (and the codebook's levels)")
@@ -204,6 +288,43 @@ def build_parser():
     q.add_argument("--lanes", type=int, default=8,
                    help="elements per beat of the simulated core with --rtl (default 8)")
     q.set_defaults(func=cmd_quantize)
+
+    c = commands.add_parser(
+        "compress", help="compress a .npy tensor into a self-describing frame",
+        description="Quantize IN.npy along its last axis (as 'quantize'), zero-compress and "
+                    "pack it into a frame of memory words with a header and a CRC-32 "
+                    "(docs/codec.md), and write the frame's bytes to OUT.bin.")
+    c.add_argument("input", metavar="IN.npy", help="input tensor (float32, float16 or bfloat16)")
+    c.add_argument("-o", "--output", metavar="OUT.bin", required=True,
+                   help="where to write the frame")
+    _add_format_arguments(c, golden.ELEMENT_IDS)
+    _add_codec_arguments(c)
+    c.set_defaults(func=cmd_compress)
+
+    dc = commands.add_parser(
+        "decompress", help="decompress a frame back into a .npy tensor",
+        description="Read a frame written by 'compress' (no other information needed), check "
+                    "its CRC and layout, and write the quantized values to OUT.npy. A "
+                    "malformed frame is an error (exit 2) that says what is wrong and where.")
+    dc.add_argument("input", metavar="IN.bin", help="the frame")
+    dc.add_argument("-o", "--output", metavar="OUT.npy", required=True,
+                    help="where to write the values")
+    dc.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                    help="dtype of the written values (default float32, which holds every "
+                         "value quantized from float32/16 input exactly)")
+    dc.set_defaults(func=cmd_decompress)
+
+    r = commands.add_parser(
+        "report", help="compression ratio, error and entropy bound over formats",
+        description="Compress IN.npy with each preset format (MX elements, outliers, "
+                    "codebooks) and print bits per element, ratio against fp32 and bf16, "
+                    "SQNR and the order-0 entropy bound of the quantized symbols.")
+    r.add_argument("input", metavar="IN.npy", help="input tensor (float32, float16 or bfloat16)")
+    r.add_argument("--block", type=int, default=32,
+                   help="elements per shared scale, a power of two 2..64 (default 32)")
+    _add_codec_arguments(r)
+    r.set_defaults(func=cmd_report)
+
 
     v = commands.add_parser(
         "verilog", help="generate Verilog for a core",

@@ -132,3 +132,34 @@ def test_verilog_named_cores(tmp_path):
 def test_verilog_named_core_needs_its_option(tmp_path, capsys):
     assert main(["verilog", "outlier-extractor", "-o", str(tmp_path / "x.v")]) == 2
     assert "required keyword-only argument: 'outliers'" in capsys.readouterr().err
+
+
+def test_compress_decompress_round_trip(tensor, tmp_path):
+    x, path = tensor
+    frame, out = tmp_path / "x.bin", tmp_path / "q.npy"
+    assert main(["compress", str(path), "--elem", "e2m1", "--outliers", "1:3:3",
+                 "--zero-mode", "rle", "--word-bits", "64", "-o", str(frame)]) == 0
+    config = golden.CompressionConfig(elem="e2m1", outliers=golden.OutlierFormat(1, 3, 3),
+                                      zero_mode="rle", word_bits=64)
+    assert frame.read_bytes() == golden.compress(x, config)
+    assert main(["decompress", str(frame), "-o", str(out)]) == 0
+    expected = golden.quantize_mx(x, "e2m1", 32, outliers=golden.OutlierFormat(1, 3, 3))
+    np.testing.assert_array_equal(np.load(out), expected.astype(np.float32))
+
+
+def test_decompress_reports_a_corrupt_frame(tensor, tmp_path, capsys):
+    x, _ = tensor
+    frame = bytearray(golden.compress(x, golden.CompressionConfig(zero_mode="zvc")))
+    frame[40] ^= 0x10
+    path = tmp_path / "bad.bin"
+    path.write_bytes(bytes(frame))
+    assert main(["decompress", str(path), "-o", str(tmp_path / "q.npy")]) == 2
+    assert "CRC mismatch" in capsys.readouterr().err
+
+
+def test_report_lists_formats(tensor, capsys):
+    _, path = tensor
+    assert main(["report", str(path), "--block", "16"]) == 0
+    out = capsys.readouterr().out
+    for name in golden.MX_ELEMENTS + ("e2m1 + 2 outliers", "codebook fitted N=3"):
+        assert name in out
