@@ -4,7 +4,8 @@ from .float import RoundingMode, FloatUnpacker, FloatRounder
 from .codebook import CodebookRounder
 from .mx_quantizer import MXQuantizer, OutlierExtractor, NonUniformEncoder
 from .mx_dequantizer import MXDequantizer, OutlierMerger, NonUniformDecoder
+from .packer import BitPacker
 
 __all__ = ["RoundingMode", "FloatUnpacker", "FloatRounder", "CodebookRounder",
            "MXQuantizer", "OutlierExtractor", "NonUniformEncoder",
-           "MXDequantizer", "OutlierMerger", "NonUniformDecoder"]
+           "MXDequantizer", "OutlierMerger", "NonUniformDecoder", "BitPacker"]
