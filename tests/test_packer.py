@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""cocotb testbenches of the bit packer (BitPacker) against an independent reference.
+"""Bit packer (BitPacker, cocotb) and unpacker (BitUnpacker, Amaranth simulator) against
+independent references.
 
 The reference here accumulates fields in a Python int (the frame format of ``docs/codec.md``:
 fields LSB-first, stream bit ``i`` is bit ``i mod W`` of word ``i // W``, flush pads with
@@ -9,13 +10,20 @@ all-zero word to carry ``last``). The reference words are themselves checked aga
 the frame ends fall on the words marked ``last``), and against a hand-computed example. Every
 output word of the core is compared under random valid/ready stalls. CI runs 10^4 fields per
 configuration; ``LOWPREC_LONG=1`` runs 10^5.
+
+The unpacker has two input streams (words and read requests), which the one-input cocotb
+harness does not drive, so it runs in the Amaranth simulator with random idle cycles on both
+inputs and random ``o.ready`` lows; its reference reads each frame with
+``golden.codec.BitReader``. About 2000-5000 requests and 300 frames per configuration.
 """
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
-from golden.codec import BitWriter
-from hdl.packer import BitPacker, packer_field_layout, packer_word_layout
+from golden.codec import BitReader, BitWriter
+from hdl import BitPacker
+from hdl.packer import BitUnpacker, packer_field_layout, packer_word_layout
 from sim.api import pack_beats, run_stream, unpack_beats
 from references import LONG
 
@@ -230,3 +238,216 @@ def test_packer_ports():
     word = core.signature.members["o"].signature.members["payload"].shape
     assert {name for name, _ in word} == {"word", "last"}
     assert word.size == 65
+
+
+# --- BitUnpacker (Amaranth simulator) ----------------------------------------------------------
+
+def reference_reads(frames, requests, word_bits):
+    """Fields ``(value, last, truncated)`` for ``requests`` ``(width, align)`` read from
+    ``frames`` (lists of words), with :class:`golden.codec.BitReader` on each frame's bytes."""
+    out = []
+    number = 0
+    reader = None
+    for width, align in requests:
+        if reader is None:
+            data = b"".join(int(word).to_bytes(word_bits // 8, "little")
+                            for word in frames[number])
+            reader = BitReader(data, word_bits=word_bits)
+        if align:
+            reader.pos = min(reader.limit, -(-reader.pos // word_bits) * word_bits)
+        if reader.pos + width <= reader.limit:
+            value = reader.read(width)
+            truncated = 0
+        else:
+            left = reader.limit - reader.pos
+            value, truncated = reader.peek(reader.pos, left), 1
+            reader.pos = reader.limit
+        last = int(reader.pos == reader.limit)
+        out.append((value, last, truncated))
+        if last:
+            reader = None
+            number += 1
+    assert number == len(frames), "requests must use up every frame"
+    return out
+
+
+def random_reads(n_frames, word_bits, max_field_bits, rng):
+    """Frames of 1..6 random words and requests that read them: random widths (0..max, both
+    ends favoured) and aligns, frames ended by a zero-width align, by reading to the end or
+    by a truncating request."""
+    frames, requests = [], []
+    for _ in range(n_frames):
+        words = int(rng.integers(1, 7))
+        frames.append([int(x) for x in rng.integers(0, 1 << 62, words, dtype=np.uint64)
+                       * 4 + rng.integers(0, 4, words, dtype=np.uint64)
+                       >> np.uint64(64 - word_bits)] if word_bits < 64 else
+                      [int(x) for x in rng.integers(0, np.iinfo(np.uint64).max, words,
+                                                    dtype=np.uint64, endpoint=True)])
+        total, pos = words * word_bits, 0
+        ending = rng.integers(0, 3)
+        while True:
+            kind = rng.random()
+            width = int(max_field_bits if kind < 0.15 else 0 if kind < 0.25
+                        else rng.integers(0, max_field_bits + 1))
+            align = int(rng.random() < 0.1)
+            start = -(-pos // word_bits) * word_bits if align else pos
+            if start + width > total:
+                if ending == 2:                 # a truncating request ends the frame
+                    requests.append((width, align))
+                    break
+                width = total - start           # read exactly to the end
+            requests.append((width, align))
+            pos = start + width
+            if pos == total:
+                break
+            if ending == 0 and pos > total - word_bits and rng.random() < 0.3:
+                requests.append((0, 1))         # skip the rest (padding) of the final word
+                break
+    return frames, requests
+
+
+def run_unpacker(frames, requests, *, word_bits, max_field_bits, stalls=(0.0, 0.0, 0.0),
+                 seed=0):
+    """Simulate :class:`BitUnpacker` with random idle cycles on ``i`` and ``req`` and random
+    ``o.ready`` lows (probabilities ``stalls``); returns the fields and the cycles from the
+    first request to the last field."""
+    dut = BitUnpacker(word_bits=word_bits, max_field_bits=max_field_bits)
+    words = [(word, int(k == len(frame) - 1)) for frame in frames
+             for k, word in enumerate(frame)]
+    rng = np.random.default_rng(seed)
+    out = []
+    cycles = {}
+
+    def driver(stream, beats, stall, make):
+        async def process(ctx):
+            for beat in beats:
+                while rng.random() < stall:
+                    ctx.set(stream.valid, 0)
+                    await ctx.tick()
+                ctx.set(stream.payload, make(beat))
+                ctx.set(stream.valid, 1)
+                await ctx.tick().until(stream.ready)
+                # the payload may change now: it was taken at that edge
+            ctx.set(stream.valid, 0)
+        return process
+
+    async def sink(ctx):
+        count = 0
+        while len(out) < len(requests):
+            ready = int(rng.random() >= stalls[2])
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            count += 1
+            if valid and ready:
+                out.append((payload.value, payload.last, payload.truncated))
+        cycles["n"] = count
+        for _ in range(8):                      # no extra fields
+            ctx.set(dut.o.ready, 1)
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "a field beyond the requests"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver(dut.i, words, stalls[0],
+                             lambda b: {"word": b[0], "last": b[1]}))
+    sim.add_testbench(driver(dut.req, requests, stalls[1],
+                             lambda r: {"width": r[0], "align": r[1]}))
+    sim.add_testbench(sink)
+    limit = 1000 + 20 * (len(words) + 2 * len(requests)) / (1 - max(stalls))
+    sim.run_until(limit * 1e-8)
+    assert len(out) == len(requests), f"{len(out)} fields for {len(requests)} requests " \
+        f"after {limit:.0f} cycles: hung"
+    return out, cycles["n"]
+
+
+UNPACKER_CONFIGS = {
+    "w32": dict(word_bits=32, max_field_bits=32, stalls=(0.3, 0.2, 0.5)),
+    "w64": dict(word_bits=64, max_field_bits=64, stalls=(0.1, 0.5, 0.9)),
+    "w32-f11": dict(word_bits=32, max_field_bits=11, stalls=(0.9, 0.1, 0.1)),
+    "w8-f8": dict(word_bits=8, max_field_bits=8, stalls=(0.5, 0.5, 0.5)),
+}
+
+
+@pytest.mark.parametrize("name", list(UNPACKER_CONFIGS))
+def test_unpacker_matches_reference(name):
+    cfg = UNPACKER_CONFIGS[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    frames, requests = random_reads(300, cfg["word_bits"], cfg["max_field_bits"], rng)
+    expected = reference_reads(frames, requests, cfg["word_bits"])
+    got, _ = run_unpacker(frames, requests, word_bits=cfg["word_bits"],
+                          max_field_bits=cfg["max_field_bits"], stalls=cfg["stalls"],
+                          seed=int(rng.integers(0, 2 ** 31)))
+    bad = [k for k, (a, b) in enumerate(zip(got, expected)) if a != b]
+    assert not bad, f"{len(bad)} fields differ, first {bad[0]}: {got[bad[0]]} != " \
+        f"{expected[bad[0]]}"
+    assert sum(t for _, _, t in expected) > 0 and sum(l for _, l, _ in expected) == len(frames)
+
+
+def test_unpacker_round_trip_with_packer_reference():
+    """Fields packed by the reference writer come back from the unpacker: widths as written,
+    ``align`` where a flush was; after a frame's ``last`` field, a zero-width align skips its
+    padding and a W-bit read takes the all-zero word that carries ``last`` of a frame ending
+    on a boundary (reads the consumer derives from the frame length)."""
+    rng = np.random.default_rng(7)
+    w = 32
+    values, widths, flush, last = random_fields(3000, w, rng, flush_p=0.05, last_p=0.01)
+    words, lasts, _ = reference_words(values, widths, flush, last, w)
+    ends = np.flatnonzero(lasts)
+    frames = [list(map(int, f)) for f in np.split(np.array(words, dtype=object), ends[:-1] + 1)]
+    requests, written, is_field = [], [], []
+    number, pos, align = 0, 0, False
+    for value, width, fl, la in zip(values, widths, flush, last):
+        width = int(width)
+        if align:
+            pos = -(-pos // w) * w
+        requests.append((width, int(align)))
+        written.append(int(value) & ((1 << width) - 1))
+        is_field.append(True)
+        pos += width
+        align = bool(fl)
+        if la:
+            total = len(frames[number]) * w
+            if pos % w:
+                requests.append((0, 1))
+                is_field.append(False)
+                pos = -(-pos // w) * w
+            if pos < total:                     # the zero word that carries last
+                assert total - pos == w
+                requests.append((w, 0))
+                is_field.append(False)
+            number, pos, align = number + 1, 0, False
+    expected = reference_reads(frames, requests, w)
+    got, _ = run_unpacker(frames, requests, word_bits=w, max_field_bits=w,
+                          stalls=(0.3, 0.3, 0.3), seed=3)
+    assert got == expected
+    assert [v for (v, _, _), f in zip(got, is_field) if f] == written
+    assert not any(t for _, _, t in got)
+    assert all(v == 0 for (v, _, _), f in zip(got, is_field) if not f)
+    assert sum(l for _, l, _ in got) == len(frames)
+
+
+def test_unpacker_one_field_per_cycle():
+    """No stalls: unaligned full-width reads (two words each) and narrow reads, frame after
+    frame, one field every cycle after the first words have arrived."""
+    w = 32
+    frames = [[0x1234567 * k + j for j in range(40)] for k in range(1, 4)]
+    requests = []
+    for _ in frames:
+        requests += [(5, 0)] + [(w, 0)] * 39 + [(w - 5, 0)]      # 40 words, ends exactly
+    expected = reference_reads(frames, requests, w)
+    got, cycles = run_unpacker(frames, requests, word_bits=w, max_field_bits=w)
+    assert got == expected
+    # The first word is taken in cycle 0, request k in cycle k + 1 (also the first of each
+    # frame), its field leaves LATENCY cycles later; the sink counts the edge after it: a
+    # bubble anywhere (e.g. at a frame boundary or an unaligned two-word read) adds a cycle.
+    assert cycles == len(requests) + BitUnpacker.LATENCY + 1, cycles
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(word_bits=-8), "Word width must be a positive integer, not -8"),
+    (dict(word_bits=8, max_field_bits=9),
+     "Maximum field width must be an integer between 1 and the word width 8, not 9"),
+])
+def test_unpacker_rejects_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BitUnpacker(**kwargs)
