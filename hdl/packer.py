@@ -46,7 +46,25 @@ def packer_word_layout(word_bits):
     return data.StructLayout({"word": word_bits, "last": 1})
 
 
-class BitPacker(wiring.Component):
+class _WordFieldCore(wiring.Component):
+    """What a packer and an unpacker share: the checked ``word_bits`` and ``max_field_bits``
+    and a signature built from them by ``members(word_bits, max_field_bits)``."""
+
+    def __init__(self, members, *, word_bits, max_field_bits):
+        self._word_bits = _check_word_bits(word_bits)
+        self._max_field_bits = _check_max_field_bits(max_field_bits, self._word_bits)
+        super().__init__(members(self._word_bits, self._max_field_bits))
+
+    @property
+    def word_bits(self):
+        return self._word_bits
+
+    @property
+    def max_field_bits(self):
+        return self._max_field_bits
+
+
+class BitPacker(_WordFieldCore):
     """Packs a stream of variable-width fields into ``W``-bit words.
 
     Every accepted field appends its ``width`` low bits of ``value`` to the bit stream
@@ -94,20 +112,10 @@ class BitPacker(wiring.Component):
     LATENCY = 1
 
     def __init__(self, *, word_bits=32, max_field_bits=None):
-        self._word_bits = _check_word_bits(word_bits)
-        self._max_field_bits = _check_max_field_bits(max_field_bits, self._word_bits)
-        super().__init__({
-            "i": In(stream.Signature(packer_field_layout(self._max_field_bits))),
-            "o": Out(stream.Signature(packer_word_layout(self._word_bits))),
-        })
-
-    @property
-    def word_bits(self):
-        return self._word_bits
-
-    @property
-    def max_field_bits(self):
-        return self._max_field_bits
+        super().__init__(lambda w, f: {
+            "i": In(stream.Signature(packer_field_layout(f))),
+            "o": Out(stream.Signature(packer_word_layout(w))),
+        }, word_bits=word_bits, max_field_bits=max_field_bits)
 
     def elaborate(self, platform):
         m = Module()
@@ -196,7 +204,7 @@ def unpacker_field_layout(max_field_bits):
     return data.StructLayout({"value": max_field_bits, "last": 1, "truncated": 1})
 
 
-class BitUnpacker(wiring.Component):
+class BitUnpacker(_WordFieldCore):
     """Reads variable-width fields out of a stream of ``W``-bit words: the inverse of
     :class:`BitPacker` (and of :class:`golden.codec.BitWriter`; the reading side of
     :class:`golden.codec.BitReader`).
@@ -247,21 +255,11 @@ class BitUnpacker(wiring.Component):
     LATENCY = 1
 
     def __init__(self, *, word_bits=32, max_field_bits=None):
-        self._word_bits = _check_word_bits(word_bits)
-        self._max_field_bits = _check_max_field_bits(max_field_bits, self._word_bits)
-        super().__init__({
-            "i": In(stream.Signature(packer_word_layout(self._word_bits))),
-            "req": In(stream.Signature(unpacker_request_layout(self._max_field_bits))),
-            "o": Out(stream.Signature(unpacker_field_layout(self._max_field_bits))),
-        })
-
-    @property
-    def word_bits(self):
-        return self._word_bits
-
-    @property
-    def max_field_bits(self):
-        return self._max_field_bits
+        super().__init__(lambda w, f: {
+            "i": In(stream.Signature(packer_word_layout(w))),
+            "req": In(stream.Signature(unpacker_request_layout(f))),
+            "o": Out(stream.Signature(unpacker_field_layout(f))),
+        }, word_bits=word_bits, max_field_bits=max_field_bits)
 
     def elaborate(self, platform):
         m = Module()
