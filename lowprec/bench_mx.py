@@ -48,6 +48,14 @@ def register_all():
             ("nonuniform-decoder-loadable4-x1", {"codebook": 4, "block": 32, "lanes": 1})):
         bench.register(name, lambda params=params: MXDequantizer(**params), params,
                        elements_per_cycle=1, quick=False)
+    # the word side of the frame format (issue 4)
+    from hdl import BitPacker, BitUnpacker
+    for word_bits in (32, 64):
+        params = {"word_bits": word_bits}
+        bench.register(f"bit-packer-w{word_bits}", lambda params=params: BitPacker(**params),
+                       params, quick=word_bits == 32)
+        bench.register(f"bit-unpacker-w{word_bits}",
+                       lambda params=params: BitUnpacker(**params), params, quick=False)
     bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed, tradeoffs.section])
 
 
