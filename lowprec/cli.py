@@ -99,17 +99,9 @@ def _load_array(path):
 
 def cmd_quantize(args):
     import golden
-    x = _load_array(args.input)
-    if args.in_format is None:
-        in_format = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(
-            x.dtype.name, "fp32")
-    else:
-        in_format = args.in_format
     from sim.mx import cast_to, quantize_mx_rtl
-    x = cast_to(x, in_format)
-    outliers = _parse_outliers(args.outliers) if args.outliers else None
-    codebook = _parse_codebook(args.codebook, x) if args.codebook else None
-    elem = None if codebook is not None else args.elem
+    x, in_format = _input_floats(args.input, args.in_format)
+    elem, outliers, codebook = _format_options(args, x)
     encoded = golden.encode_blocks(x, elem, args.block, args.rounding, args.seed,
                                    outliers=outliers, codebook=codebook)
     if args.rtl:
@@ -160,22 +152,30 @@ def _add_codec_arguments(parser):
                         help="memory word width of the frame (default 32)")
 
 
-def _input_floats(path):
-    """The array of ``path`` as the float type the cores read (float64 rounded to fp32)."""
+def _input_floats(path, in_format=None):
+    """The array of ``path`` as ``in_format`` (default: from its dtype; float64 is rounded to
+    fp32) and that format's name."""
     from sim.mx import cast_to
     x = _load_array(path)
-    in_format = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(
-        x.dtype.name, "fp32")
-    return cast_to(x, in_format)
+    if in_format is None:
+        in_format = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(
+            x.dtype.name, "fp32")
+    return cast_to(x, in_format), in_format
+
+
+def _format_options(args, x):
+    """``(elem, outliers, codebook)`` of the format arguments (a fitted codebook fits ``x``)."""
+    outliers = _parse_outliers(args.outliers) if args.outliers else None
+    codebook = _parse_codebook(args.codebook, x) if args.codebook else None
+    return (None if codebook is not None else args.elem), outliers, codebook
 
 
 def cmd_compress(args):
     import golden
-    x = _input_floats(args.input)
-    outliers = _parse_outliers(args.outliers) if args.outliers else None
-    codebook = _parse_codebook(args.codebook, x) if args.codebook else None
+    x, _ = _input_floats(args.input)
+    elem, outliers, codebook = _format_options(args, x)
     config = golden.CompressionConfig(
-        elem=None if codebook is not None else args.elem, block=args.block,
+        elem=elem, block=args.block,
         rounding=args.rounding, seed=args.seed, outliers=outliers, codebook=codebook,
         zero_mode=args.zero_mode, word_bits=args.word_bits)
     frame = golden.compress(x, config)
@@ -212,7 +212,7 @@ def _report_configs(x, block):
 
 def cmd_report(args):
     import golden
-    x = _input_floats(args.input)
+    x, _ = _input_floats(args.input)
     header = (f"{'format':<34}{'bits/elem':>10}{'vs fp32':>9}{'vs bf16':>9}{'SQNR dB':>9}"
               f"{'entropy':>9}{'overhead':>10}")
     print(f"{x.size} elements, {np.mean(x == 0) * 100:.0f}% zeros; block {args.block}, "

@@ -94,24 +94,30 @@ def quantizer_beats(frames, *, in_format, block, lanes, codebook=None, outliers=
     return beats, side
 
 
+def _payload_columns(scales, codes, index, records, count, max_outliers):
+    """The payload columns (:func:`hdl.mx_layouts.mx_block_layout`) of one frame of blocks:
+    flat ``scales``, ``codes`` of shape ``(blocks, block)``, ``index``/``records`` of shape
+    ``(blocks, max_outliers)``, ``count`` per block; ``last`` on the frame's final block."""
+    columns = {"scale": scales, "codes": codes}
+    if max_outliers:
+        columns["count"] = count
+        columns["outliers"] = [{"index": index[:, j], "code": records[:, j]}
+                               for j in range(max_outliers)]
+    columns["last"] = (np.arange(scales.size) == scales.size - 1).astype(np.uint8)
+    return columns
+
+
 def block_columns(encoded, *, block, max_outliers, count):
     """The payload columns of :class:`golden.Blocks` for a core that keeps up to
     ``max_outliers`` records, ``count`` of them in use (the rest zero)."""
     scales = np.asarray(encoded.scales).reshape(-1)
-    columns = {"scale": scales, "codes": np.asarray(encoded.codes).reshape(-1, block)}
-    if max_outliers:
-        index = np.zeros((scales.size, max_outliers), np.int64)
-        records = np.zeros((scales.size, max_outliers), np.int64)
-        if count:
-            index[:, :count] = np.asarray(encoded.outlier_index).reshape(-1, count)
-            records[:, :count] = np.asarray(encoded.outlier_codes).reshape(-1, count)
-        columns["count"] = np.full(scales.size, count)
-        columns["outliers"] = [{"index": index[:, j], "code": records[:, j]}
-                               for j in range(max_outliers)]
-    flags = np.zeros(scales.size, dtype=np.uint8)
-    flags[-1] = 1
-    columns["last"] = flags
-    return columns
+    index = np.zeros((scales.size, max_outliers), np.int64)
+    records = np.zeros((scales.size, max_outliers), np.int64)
+    if count:
+        index[:, :count] = np.asarray(encoded.outlier_index).reshape(-1, count)
+        records[:, :count] = np.asarray(encoded.outlier_codes).reshape(-1, count)
+    return _payload_columns(scales, np.asarray(encoded.codes).reshape(-1, block), index,
+                            records, np.full(scales.size, count), max_outliers)
 
 
 def _concat_columns(parts):
@@ -271,17 +277,7 @@ def dequantizer_beats(frames, *, elem=None, block, codebook=None, outliers=None)
     element = check_block_element(elem, codebook)
     outliers = check_block_outliers(outliers, block)
     parts = _block_frames(frames, element=element, block=block, outliers=outliers)
-    scales = np.concatenate([p[0] for p in parts])
-    codes = np.concatenate([p[1] for p in parts])
-    last = np.concatenate([np.eye(1, p[0].size, p[0].size - 1, dtype=np.uint8)[0]
-                           for p in parts])
-    columns = {"scale": scales, "codes": codes, "last": last}
-    if outliers.k:
-        index = np.concatenate([p[2] for p in parts])
-        records = np.concatenate([p[3] for p in parts])
-        columns["count"] = np.concatenate([p[4] for p in parts])
-        columns["outliers"] = [{"index": index[:, r], "code": records[:, r]}
-                               for r in range(outliers.k)]
+    columns = _concat_columns([_payload_columns(*part[:5], outliers.k) for part in parts])
     return pack_beats(mx_block_layout(elem, block, codebook=codebook, outliers=outliers),
                       columns)
 
