@@ -6,7 +6,7 @@ import numpy as np
 
 import golden
 from hdl import MXQuantizer, MXDequantizer
-from . import bench, tradeoffs
+from . import bench, compression, tradeoffs
 
 
 __all__ = ["register_all", "golden_speed", "simulator_speed"]
@@ -56,7 +56,8 @@ def register_all():
                        params, quick=word_bits == 32)
         bench.register(f"bit-unpacker-w{word_bits}",
                        lambda params=params: BitUnpacker(**params), params, quick=False)
-    bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed, tradeoffs.section])
+    bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed, tradeoffs.section,
+                                compression.compression_section])
 
 
 def golden_speed(*, quick):

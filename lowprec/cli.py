@@ -196,20 +196,6 @@ def cmd_decompress(args):
     return 0
 
 
-def _report_configs(x, block):
-    import golden
-    configs = [(elem, dict(elem=elem)) for elem in golden.MX_ELEMENTS]
-    configs += [
-        ("e2m1 + 2 outliers (1-3-3)", dict(elem="e2m1", outliers=golden.OutlierFormat(2, 3, 3))),
-        ("e3m2 + 2 outliers (1-4-7)", dict(elem="e3m2", outliers=golden.OutlierFormat(2, 4, 7))),
-        ("codebook fitted N=3", dict(elem=None, codebook=golden.fit_codebook(x, 3, block=block))),
-        ("codebook fitted N=3 + 2 outliers",
-         dict(elem=None, codebook=golden.fit_codebook(x, 3, block=block),
-              outliers=golden.OutlierFormat(2, 3, 3))),
-    ]
-    return configs
-
-
 def cmd_report(args):
     import golden
     x, _ = _input_floats(args.input)
@@ -220,7 +206,8 @@ def cmd_report(args):
           f"of the quantized symbols, bits/element")
     print(header)
     print("-" * len(header))
-    for label, options in _report_configs(x, args.block):
+    from .compression import report_presets
+    for label, options in report_presets(x, args.block):
         config = golden.CompressionConfig(block=args.block, zero_mode=args.zero_mode,
                                           word_bits=args.word_bits, **options)
         report = golden.compression_report(x, config)
