@@ -1,0 +1,308 @@
+"""Zero compression of quantized blocks: blocks in, :class:`hdl.packer.BitPacker` fields out.
+
+The compressing half of ``docs/codec.md`` "Blocks": the fields of one block, packed LSB-first,
+are exactly the block's bits in the frame for the zero mode ``none``, ``zvc`` or ``rle``
+(:class:`ZeroMode`), with the frame's outlier count ``K``.
+"""
+
+
+
+from amaranth.hdl import *
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.mx import check_block
+from .mx_layouts import check_block_outliers, check_lanes, record_layout
+from .packer import packer_field_layout
+
+
+__all__ = ["ZeroMode", "ZeroCompressor", "zero_block_layout", "zero_config_layout"]
+
+
+class ZeroMode(enum.Enum, shape=2):
+    """Zero mode of a frame, as :data:`golden.codec.ZERO_MODES` (the header's code)."""
+    NONE = 0
+    ZVC  = 1
+    RLE  = 2
+
+
+#: Zero mode names of :class:`golden.CompressionConfig` and their :class:`ZeroMode`.
+ZERO_MODE_NAMES = {"none": ZeroMode.NONE, "zvc": ZeroMode.ZVC, "rle": ZeroMode.RLE}
+
+
+def _check_element_bits(element_bits):
+    single = isinstance(element_bits, int) and not isinstance(element_bits, bool)
+    widths = (element_bits,) if single else element_bits
+    if not isinstance(widths, tuple) or not widths or any(
+            isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 16 for w in widths):
+        raise ValueError(f"Element code width must be an integer between 1 and 16, or a "
+                         f"non-empty tuple of them, not {element_bits!r}")
+    return widths
+
+
+def _check_word_bits(word_bits):
+    if isinstance(word_bits, bool) or word_bits not in (32, 64):
+        raise ValueError(f"Word width must be 32 or 64 bits, not {word_bits!r}")
+    return word_bits
+
+
+def zero_block_layout(code_bits, block, outliers=None):
+    """One block in: ``scale``, ``codes`` (``block`` codes of ``code_bits``; a narrower
+    element's codes zero-extended), with outliers ``count`` and ``outliers`` (records, as
+    :func:`hdl.mx_layouts.mx_block_layout`), and ``last`` (the block ends a frame). A quantizer's
+    :func:`~hdl.mx_layouts.mx_block_layout` with codes of the same width is this layout."""
+    fields = {"scale": 8, "codes": data.ArrayLayout(code_bits, block)}
+    if outliers is not None and outliers.k:
+        fields["count"] = range(outliers.k + 1)
+        fields["outliers"] = data.ArrayLayout(record_layout(outliers, block), outliers.k)
+    fields["last"] = 1
+    return data.StructLayout(fields)
+
+
+def zero_config_layout(element_count=1, max_outliers=0):
+    """Run-time configuration of a :class:`ZeroCompressor`, taken with a frame's first block:
+    ``zero_mode`` (:class:`ZeroMode`), ``element`` (which of the code widths, when there are
+    several) and ``outliers`` (``K``, 0..``max_outliers``, when there are outliers)."""
+    fields = {"zero_mode": ZeroMode}
+    if element_count > 1:
+        fields["element"] = range(element_count)
+    if max_outliers:
+        fields["outliers"] = range(max_outliers + 1)
+    return data.StructLayout(fields)
+
+
+def _compact(m, items, token_bits, name):
+    """Pack the valid ``(value, valid)`` items of ``items`` next to one another (in order,
+    ``token_bits`` each, from bit 0). Returns ``(value, count)``."""
+    total = len(items) * token_bits
+    value = Signal(max(1, total), name=f"{name}_value")
+    count = Signal(range(len(items) + 1), name=f"{name}_count")
+    parts = []
+    position = C(0, 1)
+    for index, (item, valid) in enumerate(items):
+        pos = Signal(range(index + 1), name=f"{name}_pos{index}")
+        m.d.comb += pos.eq(position)
+        placed = [Mux(pos == p, item << (p * token_bits), 0) for p in range(index + 1)]
+        parts.append(Mux(valid, _or(placed), 0))
+        position = pos + valid
+    m.d.comb += [value.eq(_or(parts) if parts else 0), count.eq(position)]
+    return value, count
+
+
+def _or(values):
+    result = values[0]
+    for v in values[1:]:
+        result = result | v
+    return result
+
+
+class ZeroCompressor(wiring.Component):
+    """Zero compression of MX blocks into packer fields (``docs/codec.md``, "Blocks").
+
+    A block of ``B`` codes enters as one beat and leaves as the fields of its ``G = B / lanes``
+    element groups of ``lanes`` codes: field ``j`` holds group ``j``'s codes (``none``), its
+    non-zero codes (``zvc``) or its ``(run, code)`` tokens (``rle``) side by side, and field 0
+    has the block prefix in front: the E8M0 scale, the record count (``ceil(log2(K+1))`` bits,
+    value ``K``), the ``K`` records (index, code), then the ``B``-bit non-zero mask (``zvc``)
+    or the ``lb + 1``-bit non-zero count (``rle``). A zero is the code 0 (the code of -0 is
+    not zero). A group wider than :attr:`max_field_bits` (at most the word width) leaves as
+    several fields of that width, the rest in the final one; a group with nothing to store
+    still leaves as one field of width 0, so a block is never shorter than ``G`` fields.
+
+    Throughput: one field per cycle while ``o.ready`` is high, and a new block is taken in the
+    cycle its previous block's final group is loaded; a block therefore takes
+    ``sum_j max(1, ceil(bits_j / max_field_bits))`` cycles, which is ``G`` (one block per
+    ``block / lanes`` cycles, the quantizer's rate) whenever no group with its prefix is wider
+    than a field. Latency: a block's first field is valid 2 cycles after the block is taken.
+
+    Parameters
+    ----------
+    element_bits : int or tuple of int
+        Width ``w`` of the element codes (1..16), or the widths a frame chooses from (through
+        ``cfg.element``); narrower codes come in zero-extended to the widest.
+    block : int
+        Elements per block (power of two, 2..64).
+    lanes : int
+        Codes per group (power of two, 1..block).
+    outliers : None or OutlierFormat
+        Records of up to ``outliers.k`` outliers per block; ``cfg.outliers`` gives the frame's
+        ``K`` (0..k), the ``count`` of its blocks.
+    word_bits : int
+        Word width ``W`` of the packer (32 or 64): the widest field.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(zero_block_layout(max(element_bits), block, outliers)))
+        Blocks: ``scale``, ``codes``, records (``count`` is not used: it must be ``K``;
+        records from ``K`` on are ignored), ``last`` on a frame's final block.
+    o : Out(stream.Signature(packer_field_layout(max_field_bits)))
+        Fields for a :class:`~hdl.packer.BitPacker`: ``value``, ``width``; ``flush`` 0;
+        ``last`` on the final field of a frame's final block.
+    cfg : In(zero_config_layout(len(element_bits), outliers.k))
+        ``zero_mode``, ``element`` and ``outliers`` (``K``), taken with a frame's first block.
+    """
+
+    def __init__(self, *, element_bits, block, lanes=1, outliers=None, word_bits=32):
+        self._widths = _check_element_bits(element_bits)
+        self._block = check_block(block)
+        self._lanes = check_lanes(lanes, self._block)
+        self._outliers = check_block_outliers(outliers, self._block)
+        self._word_bits = _check_word_bits(word_bits)
+        k = self._outliers.k
+        lb = self._block.bit_length() - 1
+        self._record_bits = (lb + self._outliers.record_format.bits) if k else 0
+        wmax = max(self._widths)
+        self._prefix_bits = 8 + k.bit_length() + k * self._record_bits + max(self._block, lb + 1)
+        self._content_bits = self._lanes * (lb + wmax)
+        self._unit_bits = self._prefix_bits + self._content_bits
+        self._field_bits = min(self._word_bits, self._unit_bits)
+        self._cfg_layout = zero_config_layout(len(self._widths), k)
+        super().__init__({
+            "i":   In(stream.Signature(zero_block_layout(wmax, self._block,
+                                                         outliers if k else None))),
+            "o":   Out(stream.Signature(packer_field_layout(self._field_bits))),
+            "cfg": In(self._cfg_layout),
+        })
+
+    @property
+    def max_field_bits(self):
+        """Widest field on ``o``: the word width, or less when a whole group with its prefix
+        is narrower. A :class:`~hdl.packer.BitPacker` behind needs at least this."""
+        return self._field_bits
+
+    @property
+    def element_bits(self):
+        return self._widths
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, block = self._lanes, self._block
+        groups = block // lanes
+        lb = block.bit_length() - 1
+        k = self._outliers.k
+        wmax = max(self._widths)
+        field = self._field_bits
+        unit_bits = self._unit_bits
+
+        # ---- The block being split into groups, and its frame's configuration.
+        blk = Signal(self.i.payload.shape())
+        blk_valid = Signal()
+        cfg = Signal(self._cfg_layout)
+        in_frame = Signal()
+        group = Signal(range(groups))
+        run = Signal(range(block + 1))      # rle: zero codes since the last non-zero one
+
+        # ---- The unit (a group, with the prefix for group 0) being sent as fields.
+        unit = Signal(unit_bits)
+        remaining = Signal(range(unit_bits + 1))
+        unit_valid = Signal()
+        unit_last = Signal()
+
+        final_piece = Signal()
+        m.d.comb += [
+            final_piece.eq(remaining <= field),
+            self.o.valid.eq(unit_valid),
+            self.o.payload.value.eq(unit[:field]),
+            self.o.payload.width.eq(Mux(final_piece, remaining, field)),
+            self.o.payload.flush.eq(0),
+            self.o.payload.last.eq(unit_last & final_piece),
+        ]
+        load = Signal()
+        finishing = Signal()                # the block's final group is loaded now
+        m.d.comb += [
+            load.eq(blk_valid & (~unit_valid | (self.o.ready & final_piece))),
+            finishing.eq(load & (group == groups - 1)),
+            self.i.ready.eq(~blk_valid | finishing),
+        ]
+
+        # ---- The next unit, from the group's codes (always the low `lanes` codes of `blk`,
+        # which shifts down a group at every load).
+        codes = [blk.codes[lane] for lane in range(lanes)]
+        nonzero = [code != 0 for code in codes]
+        runs = []
+        current = run
+        for lane in range(lanes):
+            runs.append(current)
+            current = Mux(nonzero[lane], 0, current + 1)
+        next_run = Signal(range(block + 1))
+        m.d.comb += next_run.eq(current)
+
+        content = Signal(self._content_bits)
+        content_bits = Signal(range(self._content_bits + 1))
+        variants = []                       # (element index, mode, value, width)
+        for e, w in enumerate(self._widths):
+            plain = Cat(code[:w] for code in codes)
+            variants.append((e, ZeroMode.NONE, plain, lanes * w))
+            value, count = _compact(m, [(code[:w], nz) for code, nz in zip(codes, nonzero)],
+                                    w, f"zvc{e}")
+            variants.append((e, ZeroMode.ZVC, value, count * w))
+            tokens = [(Cat(r[:lb], code[:w]), nz) for r, code, nz in zip(runs, codes, nonzero)]
+            value, count = _compact(m, tokens, lb + w, f"rle{e}")
+            variants.append((e, ZeroMode.RLE, value, count * (lb + w)))
+        element = cfg.element if len(self._widths) > 1 else C(0, 1)
+        with m.Switch(element):
+            for e in range(len(self._widths)):
+                with m.Case(e):
+                    with m.Switch(cfg.zero_mode):
+                        for e_, mode, value, width in variants:
+                            if e_ != e:
+                                continue
+                            with m.Case(mode):
+                                m.d.comb += [content.eq(value), content_bits.eq(width)]
+
+        # The block prefix (group 0 only): scale, count, records, mask or non-zero count.
+        mask = Cat(blk.codes[j] != 0 for j in range(block))
+        population = Signal(range(block + 1))
+        m.d.comb += population.eq(sum(mask[j] for j in range(block)))
+        kk_now = cfg.outliers if k else C(0, 1)
+        first_unit = Signal(unit_bits)
+        first_bits = Signal(range(unit_bits + 1))
+        with m.Switch(kk_now):
+            for kk in range(k + 1):
+                with m.Case(kk):
+                    head = [blk.scale]
+                    if kk:
+                        head.append(C(kk, kk.bit_length()))
+                        head += [blk.outliers[j].as_value() for j in range(kk)]
+                    head_bits = 8 + kk.bit_length() + kk * self._record_bits
+                    with m.Switch(cfg.zero_mode):
+                        for mode, extra in ((ZeroMode.NONE, []), (ZeroMode.ZVC, [mask]),
+                                            (ZeroMode.RLE, [population])):
+                            with m.Case(mode):
+                                bits = head_bits + sum(len(x) for x in extra)
+                                m.d.comb += [
+                                    first_unit.eq(Cat(*head, *extra, content)),
+                                    first_bits.eq(bits + content_bits),
+                                ]
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [
+                unit.eq(unit >> field),
+                remaining.eq(remaining - field),
+            ]
+            with m.If(final_piece):
+                m.d.sync += unit_valid.eq(0)
+        with m.If(load):
+            m.d.sync += [
+                unit.eq(Mux(group == 0, first_unit, content)),
+                remaining.eq(Mux(group == 0, first_bits, content_bits)),
+                unit_valid.eq(1),
+                unit_last.eq(blk.last & (group == groups - 1)),
+                blk.codes.eq(blk.codes.as_value() >> (lanes * wmax)),
+                run.eq(next_run),
+                group.eq(group + 1),
+            ]
+            with m.If(group == groups - 1):
+                m.d.sync += [blk_valid.eq(0), group.eq(0)]
+
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [
+                blk.eq(self.i.payload),
+                blk_valid.eq(1),
+                group.eq(0),
+                run.eq(0),
+                in_frame.eq(~self.i.payload.last),
+            ]
+            with m.If(~in_frame):
+                m.d.sync += cfg.eq(self.cfg)
+        return m
