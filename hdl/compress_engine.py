@@ -1,0 +1,495 @@
+"""The compression engine: floats in, compressed frames (``docs/codec.md``) out, byte for byte
+:func:`golden.compress`.
+
+One core: row padding, one :class:`~hdl.mx_quantizer.MXQuantizer` per built-in element choice,
+a :class:`~hdl.zero.ZeroCompressor`, the header writer, a :class:`~hdl.packer.BitPacker` and the
+CRC-32 trailer.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.crc import catalog
+from amaranth.lib.wiring import In, Out
+
+from golden.codebook import Codebook, LEVEL_BITS, _check_n_bits
+from golden.codec import CODEBOOK_ID, ELEMENT_IDS, MAGIC, MAX_NDIM, VERSION
+from golden.formats import FORMATS
+from golden.mx import check_block
+from golden.rng import check_sr_bits
+from .float import RoundingMode
+from .mx_layouts import check_block_outliers, check_in_format, check_lanes, levels_layout
+from .mx_quantizer import MXQuantizer
+from .packer import BitPacker, packer_word_layout
+from .zero import ZeroCompressor, ZeroMode, zero_block_layout
+
+
+__all__ = ["CompressionEngine", "compress_descriptor_layout", "compress_beat_layout"]
+
+
+def _check_elems(elems):
+    """``elems`` as a tuple of ``(element id, code bits, levels count, elem, codebook)``."""
+    if isinstance(elems, (str, Codebook, int)):
+        elems = (elems,)
+    if not isinstance(elems, (tuple, list)) or not elems:
+        raise ValueError(f"Element choices must be a non-empty tuple of element names, "
+                         f"Codebooks or codebook index widths, not {elems!r}")
+    entries = []
+    for elem in elems:
+        if isinstance(elem, str):
+            if elem not in ELEMENT_IDS:
+                raise ValueError(f"Element choice must be one of {', '.join(ELEMENT_IDS)}, a "
+                                 f"Codebook or a codebook index width, not {elem!r}")
+            entries.append((ELEMENT_IDS.index(elem), FORMATS[elem].bits, 0, elem, None))
+        elif isinstance(elem, Codebook):
+            entries.append((CODEBOOK_ID, elem.bits, len(elem.levels), None, elem))
+        elif isinstance(elem, int) and not isinstance(elem, bool):
+            try:
+                n_bits = _check_n_bits(elem)
+            except (ValueError, TypeError):
+                raise ValueError(f"Codebook index width must be between 1 and 4, "
+                                 f"not {elem!r}") from None
+            entries.append((CODEBOOK_ID, n_bits + 1, 1 << n_bits, None, n_bits))
+        else:
+            raise TypeError(f"Element choice must be an element name, a Codebook or a codebook "
+                            f"index width, not {elem!r}")
+    return tuple(entries)
+
+
+def _check_word_bits(word_bits):
+    if isinstance(word_bits, bool) or word_bits not in (32, 64):
+        raise ValueError(f"Word width must be 32 or 64 bits, not {word_bits!r}")
+    return word_bits
+
+
+def _check_max_ndim(max_ndim):
+    if isinstance(max_ndim, bool) or not isinstance(max_ndim, int) \
+            or not 1 <= max_ndim <= MAX_NDIM:
+        raise ValueError(f"Maximum axis count must be an integer between 1 and {MAX_NDIM}, "
+                         f"not {max_ndim!r}")
+    return max_ndim
+
+
+def compress_beat_layout(in_format, lanes):
+    """Payload of :attr:`CompressionEngine.i`: ``data``, ``lanes`` float codes."""
+    return data.StructLayout({"data": data.ArrayLayout(check_in_format(in_format).bits, lanes)})
+
+
+def compress_descriptor_layout(*, elem_count=1, max_outliers=0, levels_bits=None, max_ndim=4):
+    """Payload of :attr:`CompressionEngine.cfg`, one per frame:
+
+    - ``element``: which of the engine's element choices (``range(elem_count)``);
+    - ``rounding`` (:class:`~hdl.float.RoundingMode`) and ``seed`` (32 bits);
+    - ``outliers``: ``K``, records per block (0..``max_outliers``), when the engine keeps
+      outliers;
+    - ``zero_mode`` (:class:`~hdl.zero.ZeroMode`);
+    - ``levels``: ``2^N`` codebook levels (9 bits each, units of 2^-8), when an element choice
+      is a loadable codebook (``N`` the widest such; a narrower one takes the first levels);
+    - ``ndim`` (1..``max_ndim``) and ``dims`` (``max_ndim`` 32-bit sizes, axis 0 first; those
+      from ``ndim`` on are ignored).
+    """
+    fields = {"element": range(elem_count), "rounding": RoundingMode, "seed": 32}
+    if max_outliers:
+        fields["outliers"] = range(max_outliers + 1)
+    fields["zero_mode"] = ZeroMode
+    if levels_bits is not None:
+        fields["levels"] = levels_layout(levels_bits)
+    fields["ndim"] = range(max_ndim + 1)
+    fields["dims"] = data.ArrayLayout(32, max_ndim)
+    return data.StructLayout(fields)
+
+
+class CompressionEngine(wiring.Component):
+    """Compresses tensors of floats into frames of ``docs/codec.md``: the words of a frame are
+    those of :func:`golden.compress` (little-endian) for the same tensor and configuration.
+
+    For each frame the host sends a descriptor on ``cfg`` (element choice, rounding, seed,
+    ``K``, zero mode, codebook levels, shape), then the tensor on ``i`` in C order, each row
+    (the last axis) as ``ceil(dims[-1] / lanes)`` whole beats: lanes past a row's end are
+    ignored (taken as +0). A frame with a zero dimension has no beats. The engine pads every row
+    with +0 to a multiple of ``block`` (inserting zero beats while ``i`` waits), so the padded
+    tensor is one quantizer frame, as :func:`golden.encode_blocks` pads the last axis, and
+    stochastic rounding draws match. The frame leaves on ``o``: the header (written from the
+    descriptor), the blocks (:class:`~hdl.zero.ZeroCompressor`), padding, and the CRC-32 word
+    (``last``). Frames overlap: the descriptor of the next frame is taken as soon as the
+    current one's beats are in (up to two frames between input and output).
+
+    Parameters
+    ----------
+    in_format : str
+        ``"fp32"``, ``"bf16"`` or ``"fp16"``: the input bit patterns.
+    elems : tuple
+        The element choices, each an element name of :data:`golden.codec.ELEMENT_IDS`, a
+        :class:`golden.Codebook` (levels fixed) or an int ``N`` (1..4, a codebook of ``2^N``
+        levels loaded per frame through ``cfg.levels``). One quantizer each; ``cfg.element``
+        picks one per frame.
+    block : int
+        Elements per block (power of two, 2..64).
+    lanes : int
+        Elements per input beat (power of two, 1..block).
+    sr_bits : int
+        Bits per stochastic-rounding draw (1..24).
+    outliers : None or OutlierFormat
+        Outlier records of ``1-D-Mo`` with up to ``outliers.k`` per block; ``cfg.outliers``
+        is the frame's ``K`` (0..k). The header carries ``D`` and ``Mo`` of this format whatever
+        ``K`` (a frame with ``K = 0`` equals ``golden.compress`` with
+        ``OutlierFormat(0, D, Mo)``); without outliers, ``K = D = Mo = 0``.
+    word_bits : int
+        Word width ``W``, 32 or 64.
+    max_ndim : int
+        Most axes of a tensor (1..15; default 4).
+
+    Attributes
+    ----------
+    cfg : In(stream.Signature(compress_descriptor_layout(...)))
+        One frame descriptor per frame (see :func:`compress_descriptor_layout`).
+    i : In(stream.Signature(compress_beat_layout(in_format, lanes)))
+        Element beats.
+    o : Out(stream.Signature(packer_word_layout(word_bits)))
+        Frame words, ``last`` on each frame's CRC word.
+
+    Throughput: ``lanes`` elements a cycle while ``o`` is ready, apart from the header
+    (``6 + max_ndim + 2^N`` cycles, ``2^N`` the most levels of a codebook choice), the CRC word
+    (the trailer waits until every word before it has left, a few cycles), the inserted row
+    padding, and blocks whose fields are wider than ``W``: a group (``lanes`` elements) leaves
+    as one field when it fits in a word, else as ``ceil(bits / W)`` fields, one a cycle. The
+    worst case is incompressible data, e.g. ``none`` with 8-bit codes and ``lanes * 8 > W``,
+    where the words limit the rate to ``W`` bits a cycle; field 0 of every block also carries
+    the block prefix (scale, count, records, ``zvc`` mask or ``rle`` count), which costs one more
+    cycle a block whenever it does not fit in the word with group 0.
+    """
+
+    def __init__(self, *, in_format="fp32", elems=("e4m3",), block=32, lanes=1, sr_bits=8,
+                 outliers=None, word_bits=32, max_ndim=4):
+        self._in_format_name = in_format
+        self._in_format = check_in_format(in_format)
+        self._entries = _check_elems(elems)
+        self._elems = tuple(elems) if isinstance(elems, (tuple, list)) else (elems,)
+        self._block = check_block(block)
+        self._lanes = check_lanes(lanes, self._block)
+        check_sr_bits(sr_bits)
+        self._sr_bits = sr_bits
+        self._outliers = check_block_outliers(outliers, self._block)
+        self._word_bits = _check_word_bits(word_bits)
+        self._max_ndim = _check_max_ndim(max_ndim)
+        loadable = [e[4] for e in self._entries if isinstance(e[4], int)]
+        self._levels_bits = max(loadable) if loadable else None
+        self._desc_layout = compress_descriptor_layout(
+            elem_count=len(self._entries), max_outliers=self._outliers.k,
+            levels_bits=self._levels_bits, max_ndim=self._max_ndim)
+        super().__init__({
+            "cfg": In(stream.Signature(self._desc_layout)),
+            "i":   In(stream.Signature(compress_beat_layout(in_format, self._lanes))),
+            "o":   Out(stream.Signature(packer_word_layout(self._word_bits))),
+        })
+
+    @property
+    def descriptor_layout(self):
+        return self._desc_layout
+
+    @property
+    def header_steps(self):
+        """Cycles of a frame's header (one field each)."""
+        return 6 + self._max_ndim + max(e[2] for e in self._entries)
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, block, k = self._lanes, self._block, self._outliers.k
+        lb = block.bit_length() - 1
+        w_bits = self._word_bits
+        max_ndim = self._max_ndim
+        entries = self._entries
+        desc_layout = self._desc_layout
+        widths = sorted({e[1] for e in entries})
+        outliers = self._outliers if k else None
+
+        # ---- Quantizers, one per element choice.
+        quantizers = []
+        for n, (_, _, _, elem, codebook) in enumerate(entries):
+            q = MXQuantizer(in_format=self._in_format_name, elem=elem, block=block,
+                            lanes=lanes, sr_bits=self._sr_bits, codebook=codebook,
+                            outliers=outliers)
+            m.submodules[f"quantizer{n}"] = q
+            quantizers.append(q)
+
+        # Descriptors between the front and the back: a queue of two registers (the head is
+        # the back's next frame). SyncFIFOBuffered(depth=2) is not used: under Icarus its
+        # one-word memory let a second write show through the head.
+        head = Signal(desc_layout)
+        head_valid = Signal()
+        tail = Signal(desc_layout)
+        tail_valid = Signal()
+        push = Signal()
+        pop = Signal()
+        with m.If(pop):
+            with m.If(tail_valid):
+                m.d.sync += [head.eq(tail), tail_valid.eq(0)]
+            with m.Elif(push):
+                m.d.sync += head.eq(self.cfg.payload)
+            with m.Else():
+                m.d.sync += head_valid.eq(0)
+        with m.Elif(push):
+            with m.If(head_valid):
+                m.d.sync += [tail.eq(self.cfg.payload), tail_valid.eq(1)]
+            with m.Else():
+                m.d.sync += [head.eq(self.cfg.payload), head_valid.eq(1)]
+
+        # ---- Front: descriptors in, beats (with row padding) into the chosen quantizer.
+        fdesc = Signal(desc_layout)
+        running = Signal()
+        row_len = Signal(32)
+        padded = Signal(33)
+        pos = Signal(33)                    # element position in the row of the next beat
+        outer = [Signal(32, name=f"outer{a}") for a in range(max_ndim - 1)]
+        index = [Signal(32, name=f"index{a}") for a in range(max_ndim - 1)]
+
+        desc_in = self.cfg.payload
+        taken = Signal()
+        m.d.comb += [
+            self.cfg.ready.eq(~running & ~tail_valid),
+            taken.eq(self.cfg.valid & self.cfg.ready),
+            push.eq(taken),
+        ]
+        new_row_len = Signal(32)
+        new_empty = Signal()
+        with m.Switch(desc_in.ndim):
+            for nd in range(1, max_ndim + 1):
+                with m.Case(nd):
+                    m.d.comb += new_row_len.eq(desc_in.dims[nd - 1])
+        m.d.comb += new_empty.eq(Cat((desc_in.dims[a] == 0) & (a < desc_in.ndim)
+                                     for a in range(max_ndim)).any() | (desc_in.ndim == 0))
+        with m.If(taken):
+            m.d.sync += [
+                fdesc.eq(desc_in),
+                running.eq(~new_empty),
+                row_len.eq(new_row_len),
+                padded.eq(((new_row_len + (block - 1)) >> lb) << lb),
+                pos.eq(0),
+            ]
+            for a in range(max_ndim - 1):
+                m.d.sync += [
+                    outer[a].eq(Mux(a + 1 < desc_in.ndim, desc_in.dims[a], 1)),
+                    index[a].eq(0),
+                ]
+
+        host = Signal()                     # the beat comes from `i` (else it is padding)
+        row_end = Signal()
+        frame_end = Signal()
+        m.d.comb += [
+            host.eq(pos < row_len),
+            row_end.eq(pos + lanes == padded),
+            frame_end.eq(row_end & Cat(index[a] == outer[a] - 1
+                                       for a in range(max_ndim - 1)).all()
+                         if max_ndim > 1 else row_end),
+        ]
+        q_valid = Signal()
+        q_ready = Signal()
+        m.d.comb += [
+            q_valid.eq(running & (~host | self.i.valid)),
+            q_ready.eq(Array(q.i.ready for q in quantizers)[fdesc.element]),
+            self.i.ready.eq(running & host & q_ready),
+        ]
+        beat = Signal(quantizers[0].i.payload.shape())
+        for lane in range(lanes):
+            m.d.comb += beat.data[lane].eq(
+                Mux(host & (pos + lane < row_len), self.i.payload.data[lane], 0))
+        m.d.comb += beat.last.eq(frame_end)
+        for n, q in enumerate(quantizers):
+            m.d.comb += [
+                q.i.valid.eq(q_valid & (fdesc.element == n)),
+                q.i.payload.eq(beat),
+                q.cfg.rounding.eq(fdesc.rounding),
+                q.cfg.seed.eq(fdesc.seed),
+            ]
+            if k:
+                m.d.comb += q.cfg.outliers.eq(fdesc.outliers)
+            if isinstance(entries[n][4], int):
+                count = 1 << entries[n][4]
+                m.d.comb += q.cfg.levels.as_value().eq(
+                    fdesc.levels.as_value()[:count * LEVEL_BITS])
+        with m.If(q_valid & q_ready):
+            with m.If(row_end):
+                m.d.sync += pos.eq(0)
+                for a in range(max_ndim - 1):
+                    inner_done = Cat(index[b] == outer[b] - 1
+                                     for b in range(a + 1, max_ndim - 1)).all() \
+                        if a + 1 < max_ndim - 1 else C(1, 1)
+                    with m.If(inner_done):
+                        m.d.sync += index[a].eq(Mux(index[a] == outer[a] - 1, 0, index[a] + 1))
+                with m.If(frame_end):
+                    m.d.sync += running.eq(0)
+            with m.Else():
+                m.d.sync += pos.eq(pos + lanes)
+
+        # ---- Back: header, blocks, padding, trailer, in frame order.
+        m.submodules.zero = zero = ZeroCompressor(
+            element_bits=tuple(widths), block=block, lanes=lanes, outliers=outliers,
+            word_bits=w_bits)
+        m.submodules.packer = packer = BitPacker(word_bits=w_bits, max_field_bits=w_bits)
+        m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=w_bits).create()
+
+        bdesc = Signal(desc_layout)
+        IDLE, HEADER, BLOCKS, DRAIN, TRAILER = range(5)
+        state = Signal(range(5))
+        steps = self.header_steps
+        step = Signal(range(steps))
+        got_last = Signal()                 # the frame's final block went into the compressor
+        fill = Signal(range(w_bits))        # bits of the packer's partial word
+        owed = Signal(range(8))             # words of the frame not yet out of the packer
+
+        in_header = Signal()
+        in_blocks = Signal()
+        in_trailer = Signal()
+        m.d.comb += [
+            in_header.eq(state == HEADER),
+            in_blocks.eq(state == BLOCKS),
+            in_trailer.eq(state == TRAILER),
+            pop.eq((state == IDLE) & head_valid),
+        ]
+        b_empty = Signal()
+        m.d.comb += b_empty.eq(Cat((bdesc.dims[a] == 0) & (a < bdesc.ndim)
+                                   for a in range(max_ndim)).any() | (bdesc.ndim == 0))
+
+        # What the chosen element writes into the header.
+        elem_id = Signal(6)
+        n_bits = Signal(3)
+        level_count = Signal(range(17))
+        level_values = [Signal(LEVEL_BITS, name=f"level{j}")
+                        for j in range(max(e[2] for e in entries))]
+        width_select = Signal(range(len(widths)))
+        with m.Switch(bdesc.element):
+            for n, (eid, bits, count, _, codebook) in enumerate(entries):
+                with m.Case(n):
+                    m.d.comb += [
+                        elem_id.eq(eid),
+                        n_bits.eq(count.bit_length() - 1 if count else 0),
+                        level_count.eq(count),
+                        width_select.eq(widths.index(bits)),
+                    ]
+                    if isinstance(codebook, Codebook):
+                        m.d.comb += [level_values[j].eq(code)
+                                     for j, code in enumerate(codebook.level_codes)]
+                    elif isinstance(codebook, int):
+                        m.d.comb += [level_values[j].eq(bdesc.levels[j])
+                                     for j in range(1 << codebook)]
+
+        header_value = Signal(w_bits)
+        header_width = Signal(range(w_bits + 1))
+        header_flush = Signal()
+        d_bits, mo_bits = (self._outliers.exp_bits, self._outliers.man_bits) if k else (0, 0)
+        k_field = Signal(3)
+        m.d.comb += k_field.eq(bdesc.outliers if k else 0)
+        fields = [
+            (C(MAGIC, 32), 32),
+            (Cat(C(VERSION, 8), C(int(w_bits == 64), 1), bdesc.zero_mode, bdesc.rounding,
+                 C(self._sr_bits, 5), C(lb, 3), elem_id, k_field), 30),
+            (Cat(C(d_bits, 3), C(mo_bits, 4), n_bits), 10),
+            (bdesc.seed, 32),
+            (bdesc.ndim, 4),
+        ]
+        with m.Switch(step):
+            for s, (value, width) in enumerate(fields):
+                with m.Case(s):
+                    m.d.comb += [header_value.eq(value), header_width.eq(width)]
+            for a in range(max_ndim):
+                with m.Case(len(fields) + a):
+                    m.d.comb += [header_value.eq(bdesc.dims[a]),
+                                 header_width.eq(Mux(a < bdesc.ndim, 32, 0))]
+            for j, level in enumerate(level_values):
+                with m.Case(len(fields) + max_ndim + j):
+                    m.d.comb += [header_value.eq(level),
+                                 header_width.eq(Mux(j < level_count, LEVEL_BITS, 0))]
+            with m.Case(steps - 1):
+                m.d.comb += header_flush.eq(1)
+
+        # The compressor takes the chosen quantizer's blocks during the frame's blocks.
+        take_blocks = Signal()
+        m.d.comb += take_blocks.eq(in_blocks & ~got_last)
+        zc_layout = zero_block_layout(max(widths), block, outliers)
+        extended = []
+        for n, q in enumerate(quantizers):
+            payload = Signal(zc_layout, name=f"blocks{n}")
+            m.d.comb += [
+                payload.scale.eq(q.o.payload.scale),
+                payload.last.eq(q.o.payload.last),
+            ]
+            m.d.comb += [payload.codes[j].eq(q.o.payload.codes[j]) for j in range(block)]
+            if k:
+                m.d.comb += [payload.count.eq(q.o.payload.count),
+                             payload.outliers.eq(q.o.payload.outliers)]
+            m.d.comb += q.o.ready.eq(take_blocks & (bdesc.element == n) & zero.i.ready)
+            extended.append(payload)
+        m.d.comb += [
+            zero.i.valid.eq(take_blocks & Array(q.o.valid for q in quantizers)[bdesc.element]),
+            zero.i.payload.eq(Array(extended)[bdesc.element]),
+            zero.cfg.zero_mode.eq(bdesc.zero_mode),
+        ]
+        if len(widths) > 1:
+            m.d.comb += zero.cfg.element.eq(width_select)
+        if k:
+            m.d.comb += zero.cfg.outliers.eq(bdesc.outliers)
+
+        # Fields into the packer.
+        m.d.comb += [
+            packer.i.valid.eq(in_header | in_trailer | (in_blocks & zero.o.valid)),
+            zero.o.ready.eq(in_blocks & packer.i.ready),
+            packer.i.payload.value.eq(Mux(in_blocks, zero.o.payload.value,
+                                          Mux(in_trailer, crc.crc, header_value))),
+            packer.i.payload.width.eq(Mux(in_blocks, zero.o.payload.width,
+                                          Mux(in_trailer, w_bits, header_width))),
+            packer.i.payload.flush.eq(Mux(in_blocks, zero.o.payload.last, header_flush)),
+            packer.i.payload.last.eq(in_trailer),
+        ]
+        field_in = Signal()
+        word_out = Signal()
+        m.d.comb += [
+            field_in.eq(packer.i.valid & packer.i.ready),
+            word_out.eq(packer.o.valid & packer.o.ready),
+        ]
+        # Mirror of the packer's fill, to know when every word of the frame has left.
+        total = Signal(range(2 * w_bits))
+        closes = Signal()
+        rest = Signal(range(w_bits))
+        pad_word = Signal()
+        m.d.comb += [
+            total.eq(fill + packer.i.payload.width),
+            closes.eq(packer.i.payload.flush | packer.i.payload.last),
+            rest.eq(total[:len(rest)]),
+            pad_word.eq(closes & (rest != 0)),
+        ]
+        with m.If(field_in):
+            m.d.sync += [
+                fill.eq(Mux(closes, 0, rest)),
+                owed.eq(owed + total[len(rest)] + pad_word - word_out),
+            ]
+        with m.Elif(word_out):
+            m.d.sync += owed.eq(owed - 1)
+
+        with m.Switch(state):
+            with m.Case(IDLE):
+                with m.If(head_valid):
+                    m.d.sync += [bdesc.eq(head), step.eq(0), state.eq(HEADER)]
+            with m.Case(HEADER):
+                with m.If(field_in):
+                    m.d.sync += step.eq(step + 1)
+                    with m.If(step == steps - 1):
+                        m.d.sync += [state.eq(Mux(b_empty, DRAIN, BLOCKS)), got_last.eq(0)]
+            with m.Case(BLOCKS):
+                with m.If(zero.i.valid & zero.i.ready & zero.i.payload.last):
+                    m.d.sync += got_last.eq(1)
+                with m.If(field_in & zero.o.payload.last):
+                    m.d.sync += state.eq(DRAIN)
+            with m.Case(DRAIN):
+                with m.If(owed == 0):
+                    m.d.sync += state.eq(TRAILER)
+            with m.Case(TRAILER):
+                with m.If(field_in):
+                    m.d.sync += state.eq(IDLE)
+
+        # ---- Output and CRC over every word but the trailer.
+        wiring.connect(m, packer.o, wiring.flipped(self.o))
+        m.d.comb += [
+            crc.data.eq(packer.o.payload.word),
+            crc.valid.eq(word_out & ~packer.o.payload.last),
+            crc.start.eq(word_out & packer.o.payload.last),
+        ]
+        return m
