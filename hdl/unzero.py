@@ -1,0 +1,378 @@
+"""Zero decompression: the block parser of compressed frames (SPEC section 5, ``docs/codec.md``
+"Blocks").
+
+:class:`ZeroDecompressor` reads the fields of one block at a time through the read requests of a
+:class:`hdl.packer.BitUnpacker` (``req`` out, ``field`` in) and emits the block, with its zero
+codes restored, in the layout of :func:`hdl.mx_layouts.mx_block_layout` (codes held at the
+widest code width of the build). :class:`DecodeError` lists what a frame decoder reports.
+"""
+
+from amaranth.lib import enum
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.mx import check_block
+from golden.outliers import check_outliers
+from .packer import unpacker_request_layout, unpacker_field_layout
+
+
+__all__ = ["DecodeError", "ZeroMode", "ZeroDecompressor", "parser_block_layout",
+           "parser_config_layout", "parser_command_layout", "parser_error_layout",
+           "codes_per_request"]
+
+
+class DecodeError(enum.Enum, shape=4):
+    """Outcome of decoding a frame (the ``code`` of a status entry)."""
+    OK = 0
+    BAD_MAGIC = 1           #: word 0 is not ``LPCF``
+    BAD_VERSION = 2         #: version is not 1
+    BAD_FIELD = 3           #: a header field out of its range (docs/codec.md, check 6)
+    UNSUPPORTED = 4         #: a valid frame this build cannot decode (W, B, element, K, D, ...)
+    TRUNCATED = 5           #: the frame's words ended before a field was complete
+    RLE_OVERRUN = 6         #: an rle block has more than ``B`` tokens
+    RUN_PAST_BLOCK = 7      #: an rle token's code position lies past the end of its block
+    RECORD_COUNT = 8        #: a block's record count is not ``K``
+    NONZERO_PADDING = 9     #: header or payload padding not all zero
+    CRC_MISMATCH = 10       #: trailer CRC (or its upper half with ``W`` = 64) wrong
+    TRAILING_GARBAGE = 11   #: words between the padded payload and the final word
+
+
+class ZeroMode(enum.Enum, shape=2):
+    NONE = 0
+    ZVC = 1
+    RLE = 2
+
+
+def _pow2_floor(n):
+    return 1 << (n.bit_length() - 1)
+
+
+def codes_per_request(*, block, lanes, word_bits, code_bits):
+    """Element codes a ``none``/``zvc`` read request covers: ``min(lanes, 2^floor(log2(W /
+    code_bits)))`` (a request is at most one word)."""
+    return min(lanes, _pow2_floor(word_bits // code_bits), block)
+
+
+def parser_config_layout(max_outliers, code_bits):
+    """Per-frame configuration of :class:`ZeroDecompressor`: ``zero_mode``, ``k`` (records per
+    block, 0..max_outliers) and ``code_bits`` (element code width ``w``, 1..code_bits)."""
+    return data.StructLayout({"zero_mode": ZeroMode, "k": range(max_outliers + 1),
+                              "code_bits": range(code_bits + 1)})
+
+
+def parser_command_layout(block):
+    """One command per block to parse: ``last`` and ``elements`` (0..block) are passed through
+    to the block's output beat unchanged (the engine's tags: final block of the frame, element
+    count of the block inside its row)."""
+    return data.StructLayout({"last": 1, "elements": range(block + 1)})
+
+
+def parser_block_layout(block, code_bits, outliers):
+    """A parsed block: ``scale``, ``codes`` (``block`` codes of ``code_bits`` bits; narrower
+    codes zero-extended), with outliers ``count`` and ``outliers`` (``k`` records ``{index,
+    code}``, those from the frame's ``K`` on zero), then the command's ``last`` and
+    ``elements``."""
+    fields = {"scale": 8, "codes": data.ArrayLayout(code_bits, block)}
+    if outliers.k:
+        fields["count"] = range(outliers.k + 1)
+        fields["outliers"] = data.ArrayLayout(data.StructLayout({
+            "index": outliers.index_bits(block), "code": outliers.record_format.bits}),
+            outliers.k)
+    fields["last"] = 1
+    fields["elements"] = range(block + 1)
+    return data.StructLayout(fields)
+
+
+def parser_error_layout():
+    """``code`` (a :class:`DecodeError`) and ``last`` (the failing field used up the frame's
+    final word: nothing is left to drain)."""
+    return data.StructLayout({"code": DecodeError, "last": 1})
+
+
+class ZeroDecompressor(wiring.Component):
+    """Parses the blocks of a frame's payload, one block per command.
+
+    For each command on ``cmd`` the parser reads one block of ``docs/codec.md`` "Blocks"
+    through read requests on ``req`` and the fields coming back on ``field`` (connect them to a
+    :class:`hdl.packer.BitUnpacker`'s ``req`` and ``o``): ``scale`` and the record ``count``
+    (one request), the ``K`` records (one request each), then the element codes by zero mode:
+
+    - ``none``: one request per group of :func:`codes_per_request` codes (``G``);
+    - ``zvc``: the mask (one request per ``min(B, W)`` bits), then one request per group of
+      ``G`` codes, as wide as the group's non-zero codes (0 for an all-zero group);
+    - ``rle``: ``n`` (one request), then one request per token (``run``, ``code``).
+
+    The next request is issued in the cycle its predecessor's field is taken, so the parser
+    reads one field per cycle while the unpacker keeps up: a ``none``/``zvc`` block takes
+    ``1 + K + B / G`` cycles (plus ``B / min(B, W)`` for the zvc mask), an ``rle`` block
+    ``2 + K + n`` (one token per cycle). The block leaves on ``o`` (the codes of zeros are 0,
+    records from ``K`` on are 0) with the command's ``last`` and ``elements``.
+
+    Errors, reported on ``err`` (one entry; the parser then waits for it to be taken and for
+    a new command): a field cut short by the end of the frame or ending with the frame's
+    final word (``TRUNCATED``: a payload field is always followed by the trailer), ``count``
+    not ``K`` (``RECORD_COUNT``), rle ``n > B`` (``RLE_OVERRUN``), a token whose code position
+    is ``B`` or more (``RUN_PAST_BLOCK``). ``err.last`` says the failing field used up the
+    frame (nothing left to drain).
+
+    Parameters
+    ----------
+    block : int
+        ``B``, a power of two 2..64.
+    lanes : int
+        Elements per cycle to keep up with (power of two, 1..block); sets ``G``.
+    word_bits : int
+        ``W`` of the unpacker (32 or 64); fields are at most ``W`` bits.
+    code_bits : int
+        Widest element code ``w`` of the build (1..16); ``cfg.code_bits`` gives the frame's.
+    outliers : golden.OutlierFormat or None
+        Most records per block (``k``) and the record format (``D``, ``Mo``, fixed).
+
+    Attributes
+    ----------
+    cfg : In(parser_config_layout(k, code_bits))
+        ``zero_mode``, ``k`` and ``code_bits`` of the frame; hold them while blocks are parsed.
+    cmd : In(stream.Signature(parser_command_layout(block)))
+        One beat per block to parse.
+    req : Out(stream.Signature(unpacker_request_layout(word_bits)))
+        Read requests (``align`` is always 0).
+    field : In(stream.Signature(unpacker_field_layout(word_bits)))
+        The fields read.
+    o : Out(stream.Signature(parser_block_layout(block, code_bits, outliers)))
+        Parsed blocks.
+    err : Out(stream.Signature(parser_error_layout()))
+        Errors.
+    """
+
+    def __init__(self, *, block, lanes, word_bits, code_bits, outliers=None):
+        self._block = check_block(block)
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 \
+                or lanes & (lanes - 1) or lanes > self._block:
+            raise ValueError(f"Lane count must be a power of two between 1 and the block size "
+                             f"{self._block}, not {lanes!r}")
+        if word_bits not in (32, 64) or isinstance(word_bits, bool):
+            raise ValueError(f"Word width must be 32 or 64 bits, not {word_bits!r}")
+        if isinstance(code_bits, bool) or not isinstance(code_bits, int) \
+                or not 1 <= code_bits <= 16:
+            raise ValueError(f"Code width must be an integer between 1 and 16, "
+                             f"not {code_bits!r}")
+        self._lanes = lanes
+        self._word_bits = word_bits
+        self._code_bits = code_bits
+        self._outliers = check_outliers(outliers, self._block)
+        self._group = codes_per_request(block=self._block, lanes=lanes, word_bits=word_bits,
+                                        code_bits=code_bits)
+        k = self._outliers.k
+        super().__init__({
+            "cfg": In(parser_config_layout(k, code_bits)),
+            "cmd": In(stream.Signature(parser_command_layout(self._block))),
+            "req": Out(stream.Signature(unpacker_request_layout(word_bits))),
+            "field": In(stream.Signature(unpacker_field_layout(word_bits))),
+            "o": Out(stream.Signature(parser_block_layout(self._block, code_bits,
+                                                          self._outliers))),
+            "err": Out(stream.Signature(parser_error_layout())),
+        })
+
+    @property
+    def group(self):
+        """``G``: codes per ``none``/``zvc`` read request."""
+        return self._group
+
+    def elaborate(self, platform):
+        m = Module()
+        B, W, wmax, G = self._block, self._word_bits, self._code_bits, self._group
+        lb = B.bit_length() - 1
+        k_max = self._outliers.k
+        r_bits = self._outliers.record_format.bits if k_max else 0
+        groups = B // G
+        chunk = min(B, W)
+        chunks = B // chunk
+        cfg = self.cfg
+        w = cfg.code_bits
+        code_mask = Cat(j < w for j in range(wmax))
+
+        # state
+        IDLE, RECORD, MASK, CODES, COUNT, TOKEN, ERROR = range(7)
+        state = Signal(range(7))
+        work = Signal(parser_block_layout(B, wmax, self._outliers))
+        mask = Signal(B)
+        index = Signal(range(max(groups, chunks, k_max, 1) + 1))    # group/chunk/record
+        tokens = Signal(range(B + 1))                                 # rle tokens left
+        position = Signal(range(B + 1))                               # next rle code slot
+        outstanding = Signal()
+        hold_valid = Signal()
+        hold = Signal(unpacker_request_layout(W))
+
+        # the request issued this cycle (combinational), if any
+        issue = Signal()
+        issue_width = Signal(range(W + 1))
+        nxt = Signal.like(work)
+        m.d.comb += nxt.eq(work)
+
+        can_take = (~self.o.valid | self.o.ready) & ~self.err.valid
+        m.d.comb += self.field.ready.eq(outstanding & can_take & (state != IDLE)
+                                        & (state != ERROR))
+        take = self.field.valid & self.field.ready
+        value = self.field.payload.value
+        field_last = self.field.payload.last
+        truncated = self.field.payload.truncated
+
+        m.d.comb += [
+            self.req.valid.eq(hold_valid | issue),
+            self.req.payload.width.eq(Mux(hold_valid, hold.width, issue_width)),
+            self.req.payload.align.eq(0),
+        ]
+        with m.If(self.req.valid & self.req.ready):
+            m.d.sync += [outstanding.eq(1), hold_valid.eq(0)]
+        with m.Elif(take):
+            m.d.sync += outstanding.eq(0)
+        with m.If(issue & ~self.req.ready):
+            m.d.sync += [hold_valid.eq(1), hold.width.eq(issue_width)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.err.valid & self.err.ready):
+            m.d.sync += [self.err.valid.eq(0), state.eq(IDLE)]
+
+        prefix_width = 8 + Mux(cfg.k >= 4, 3, Mux(cfg.k >= 2, 2, Mux(cfg.k >= 1, 1, 0)))
+        count_value = (value >> 8) & Mux(cfg.k >= 4, 7, Mux(cfg.k >= 2, 3, Mux(cfg.k >= 1, 1, 0)))
+
+        def popcount(bits):
+            return sum((bits[j] for j in range(len(bits))), C(0, range(len(bits) + 1)))
+
+        def group_width(mask_value, g):
+            return Mux(cfg.zero_mode == ZeroMode.ZVC,
+                       popcount(mask_value.word_select(g, G)) * w, G * w)
+
+        def fail(code):
+            m.d.sync += [
+                self.err.valid.eq(1),
+                self.err.payload.code.eq(code),
+                self.err.payload.last.eq(field_last),
+                state.eq(ERROR),
+            ]
+
+        def start_block():
+            # Take the next command (if any) and issue its prefix request.
+            m.d.comb += self.cmd.ready.eq(1)
+            with m.If(self.cmd.valid):
+                m.d.comb += [issue.eq(1), issue_width.eq(prefix_width)]
+                m.d.sync += [
+                    work.last.eq(self.cmd.payload.last),
+                    work.elements.eq(self.cmd.payload.elements),
+                    state.eq(RECORD),   # RECORD state with index == 0 means "prefix"
+                    index.eq(0),
+                    prefix.eq(1),
+                ]
+            with m.Else():
+                m.d.sync += state.eq(IDLE)
+
+        def body_start(mask_value):
+            with m.Switch(cfg.zero_mode):
+                with m.Case(ZeroMode.ZVC):
+                    m.d.comb += [issue.eq(1), issue_width.eq(chunk)]
+                    m.d.sync += [state.eq(MASK), index.eq(0)]
+                with m.Case(ZeroMode.RLE):
+                    m.d.comb += [issue.eq(1), issue_width.eq(lb + 1)]
+                    m.d.sync += state.eq(COUNT)
+                with m.Default():
+                    m.d.comb += [issue.eq(1), issue_width.eq(G * w)]
+                    m.d.sync += [state.eq(CODES), index.eq(0)]
+
+        def complete():
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(nxt)]
+            start_block()
+
+        prefix = Signal()   # the outstanding request is a block's scale and count
+
+        m.d.sync += work.eq(nxt)
+        with m.If(state == IDLE):
+            start_block()
+        with m.Elif(take & (truncated | field_last)):
+            fail(DecodeError.TRUNCATED)
+        with m.Elif(take):
+            with m.Switch(state):
+                with m.Case(RECORD):
+                    with m.If(prefix):
+                        m.d.sync += prefix.eq(0)
+                        m.d.comb += [nxt.scale.eq(value[:8]), nxt.codes.eq(0)]
+                        if k_max:
+                            m.d.comb += [nxt.count.eq(cfg.k), nxt.outliers.eq(0)]
+                        with m.If((cfg.k != 0) & (count_value != cfg.k)):
+                            fail(DecodeError.RECORD_COUNT)
+                        with m.Elif(cfg.k != 0):
+                            m.d.comb += [issue.eq(1), issue_width.eq(lb + r_bits)]
+                            m.d.sync += index.eq(0)
+                        with m.Else():
+                            body_start(mask)
+                    if k_max:
+                        with m.Else():
+                            record = nxt.outliers[index[:max(1, (k_max - 1).bit_length())]]
+                            m.d.comb += [record.index.eq(value[:lb]),
+                                         record.code.eq(value[lb:lb + r_bits])]
+                            with m.If(index + 1 == cfg.k):
+                                body_start(mask)
+                            with m.Else():
+                                m.d.comb += [issue.eq(1), issue_width.eq(lb + r_bits)]
+                                m.d.sync += index.eq(index + 1)
+                with m.Case(MASK):
+                    mask_next = Signal(B)
+                    if chunks == 1:
+                        m.d.comb += mask_next.eq(value[:B])
+                    else:
+                        m.d.comb += mask_next.eq(mask)
+                        m.d.comb += mask_next.word_select(index[:(chunks - 1).bit_length()],
+                                                          chunk).eq(value[:chunk])
+                    m.d.sync += mask.eq(mask_next)
+                    with m.If(index == chunks - 1):
+                        m.d.comb += [issue.eq(1), issue_width.eq(group_width(mask_next, 0))]
+                        m.d.sync += [state.eq(CODES), index.eq(0)]
+                    with m.Else():
+                        m.d.comb += [issue.eq(1), issue_width.eq(chunk)]
+                        m.d.sync += index.eq(index + 1)
+                with m.Case(CODES):
+                    g = index[:max(1, (groups - 1).bit_length())] if groups > 1 else C(0, 1)
+                    bits = mask.word_select(g, G) if groups > 1 else mask[:G]
+                    zvc = cfg.zero_mode == ZeroMode.ZVC
+                    lanes_codes = []
+                    for lane in range(G):
+                        seen = popcount(bits[:lane]) if lane else C(0, 1)
+                        slot = Mux(zvc, seen, lane)
+                        code = (value >> (slot * w))[:wmax] & code_mask
+                        lanes_codes.append(Mux(zvc & ~bits[lane], 0, code))
+                    if groups > 1:
+                        m.d.comb += nxt.codes.as_value().word_select(g, G * wmax).eq(
+                            Cat(*lanes_codes))
+                    else:
+                        m.d.comb += nxt.codes.as_value().eq(Cat(*lanes_codes))
+                    with m.If(index == groups - 1):
+                        complete()
+                    with m.Else():
+                        m.d.comb += [issue.eq(1),
+                                     issue_width.eq(group_width(mask, (g + 1)[:len(g)]))]
+                        m.d.sync += index.eq(index + 1)
+                with m.Case(COUNT):
+                    n = value[:lb + 1]
+                    with m.If(n > B):
+                        fail(DecodeError.RLE_OVERRUN)
+                    with m.Elif(n == 0):
+                        complete()
+                    with m.Else():
+                        m.d.comb += [issue.eq(1), issue_width.eq(lb + w)]
+                        m.d.sync += [state.eq(TOKEN), tokens.eq(n), position.eq(0)]
+                with m.Case(TOKEN):
+                    run = value[:lb]
+                    spot = Signal(range(2 * B + 1))
+                    m.d.comb += spot.eq(position + run)
+                    code = (value >> lb)[:wmax] & code_mask
+                    with m.If(spot >= B):
+                        fail(DecodeError.RUN_PAST_BLOCK)
+                    with m.Else():
+                        m.d.comb += nxt.codes[spot[:lb]].eq(code)
+                        with m.If(tokens == 1):
+                            complete()
+                        with m.Else():
+                            m.d.comb += [issue.eq(1), issue_width.eq(lb + w)]
+                            m.d.sync += [tokens.eq(tokens - 1), position.eq(spot + 1)]
+        return m
