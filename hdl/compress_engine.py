@@ -251,10 +251,11 @@ class CompressionEngine(wiring.Component):
         ]
         new_row_len = Signal(32)
         new_empty = Signal()
-        with m.Switch(desc_in.ndim):
-            for nd in range(1, max_ndim + 1):
-                with m.Case(nd):
-                    m.d.comb += new_row_len.eq(desc_in.dims[nd - 1])
+        # (Selections by Array rather than m.Switch: under Icarus a combinational process whose
+        # selector never changes is never evaluated, amaranth issue 1629.)
+        m.d.comb += new_row_len.eq(
+            Array(desc_in.dims[min(max(nd - 1, 0), max_ndim - 1)] for nd in range(1 << len(desc_in.ndim)))
+            [desc_in.ndim] if max_ndim > 1 else desc_in.dims[0])
         m.d.comb += new_empty.eq(Cat((desc_in.dims[a] == 0) & (a < desc_in.ndim)
                                      for a in range(max_ndim)).any() | (desc_in.ndim == 0))
         with m.If(taken):
@@ -356,21 +357,26 @@ class CompressionEngine(wiring.Component):
         level_values = [Signal(LEVEL_BITS, name=f"level{j}")
                         for j in range(max(e[2] for e in entries))]
         width_select = Signal(range(len(widths)))
-        with m.Switch(bdesc.element):
-            for n, (eid, bits, count, _, codebook) in enumerate(entries):
-                with m.Case(n):
-                    m.d.comb += [
-                        elem_id.eq(eid),
-                        n_bits.eq(count.bit_length() - 1 if count else 0),
-                        level_count.eq(count),
-                        width_select.eq(widths.index(bits)),
-                    ]
-                    if isinstance(codebook, Codebook):
-                        m.d.comb += [level_values[j].eq(code)
-                                     for j, code in enumerate(codebook.level_codes)]
-                    elif isinstance(codebook, int):
-                        m.d.comb += [level_values[j].eq(bdesc.levels[j])
-                                     for j in range(1 << codebook)]
+        def by_element(values):
+            return Array(values)[bdesc.element] if len(values) > 1 else values[0]
+        m.d.comb += [
+            elem_id.eq(by_element([C(e[0], 6) for e in entries])),
+            n_bits.eq(by_element([C(e[2].bit_length() - 1 if e[2] else 0, 3)
+                                  for e in entries])),
+            level_count.eq(by_element([C(e[2], 5) for e in entries])),
+            width_select.eq(by_element([C(widths.index(e[1]), len(width_select))
+                                        for e in entries])),
+        ]
+        for j, level in enumerate(level_values):
+            options = []
+            for _, _, count, _, codebook in entries:
+                if isinstance(codebook, Codebook) and j < count:
+                    options.append(C(codebook.level_codes[j], LEVEL_BITS))
+                elif isinstance(codebook, int) and j < count:
+                    options.append(bdesc.levels[j])
+                else:
+                    options.append(C(0, LEVEL_BITS))
+            m.d.comb += level.eq(by_element(options))
 
         header_value = Signal(w_bits)
         header_width = Signal(range(w_bits + 1))
@@ -386,20 +392,22 @@ class CompressionEngine(wiring.Component):
             (bdesc.seed, 32),
             (bdesc.ndim, 4),
         ]
-        with m.Switch(step):
-            for s, (value, width) in enumerate(fields):
-                with m.Case(s):
-                    m.d.comb += [header_value.eq(value), header_width.eq(width)]
-            for a in range(max_ndim):
-                with m.Case(len(fields) + a):
-                    m.d.comb += [header_value.eq(bdesc.dims[a]),
-                                 header_width.eq(Mux(a < bdesc.ndim, 32, 0))]
-            for j, level in enumerate(level_values):
-                with m.Case(len(fields) + max_ndim + j):
-                    m.d.comb += [header_value.eq(level),
-                                 header_width.eq(Mux(j < level_count, LEVEL_BITS, 0))]
-            with m.Case(steps - 1):
-                m.d.comb += header_flush.eq(1)
+        values = [value for value, _ in fields]
+        field_widths = [C(width, 6) for _, width in fields]
+        for a in range(max_ndim):
+            values.append(bdesc.dims[a])
+            field_widths.append(Mux(a < bdesc.ndim, 32, 0))
+        for j, level in enumerate(level_values):
+            values.append(level)
+            field_widths.append(Mux(j < level_count, LEVEL_BITS, 0))
+        values.append(C(0, 1))
+        field_widths.append(C(0, 6))
+        assert len(values) == steps
+        m.d.comb += [
+            header_value.eq(Array(values)[step]),
+            header_width.eq(Array(field_widths)[step]),
+            header_flush.eq(step == steps - 1),
+        ]
 
         # The compressor takes the chosen quantizer's blocks during the frame's blocks.
         take_blocks = Signal()

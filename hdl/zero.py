@@ -239,16 +239,18 @@ class ZeroCompressor(wiring.Component):
             tokens = [(Cat(r[:lb], code[:w]), nz) for r, code, nz in zip(runs, codes, nonzero)]
             value, count = _compact(m, tokens, lb + w, f"rle{e}")
             variants.append((e, ZeroMode.RLE, value, count * (lb + w)))
-        element = cfg.element if len(self._widths) > 1 else C(0, 1)
-        with m.Switch(element):
-            for e in range(len(self._widths)):
-                with m.Case(e):
-                    with m.Switch(cfg.zero_mode):
-                        for e_, mode, value, width in variants:
-                            if e_ != e:
-                                continue
-                            with m.Case(mode):
-                                m.d.comb += [content.eq(value), content_bits.eq(width)]
+        # Selections by Array (expressions), not by m.Switch: under Icarus a combinational
+        # process whose selector never changes is never evaluated (amaranth issue 1629).
+        table = {(e, mode): (value, width) for e, mode, value, width in variants}
+        choices = [table[(e, mode or ZeroMode.NONE)]
+                   for e in range(len(self._widths))
+                   for mode in (ZeroMode.NONE, ZeroMode.ZVC, ZeroMode.RLE, None)]
+        select = Cat(cfg.zero_mode.as_value(), cfg.element) if len(self._widths) > 1 \
+            else cfg.zero_mode.as_value()
+        m.d.comb += [
+            content.eq(Array(value for value, _ in choices)[select]),
+            content_bits.eq(Array(width for _, width in choices)[select]),
+        ]
 
         # The block prefix (group 0 only): scale, count, records, mask or non-zero count.
         mask = Cat(blk.codes[j] != 0 for j in range(block))
@@ -257,23 +259,21 @@ class ZeroCompressor(wiring.Component):
         kk_now = cfg.outliers if k else C(0, 1)
         first_unit = Signal(unit_bits)
         first_bits = Signal(range(unit_bits + 1))
-        with m.Switch(kk_now):
-            for kk in range(k + 1):
-                with m.Case(kk):
-                    head = [blk.scale]
-                    if kk:
-                        head.append(C(kk, kk.bit_length()))
-                        head += [blk.outliers[j].as_value() for j in range(kk)]
-                    head_bits = 8 + kk.bit_length() + kk * self._record_bits
-                    with m.Switch(cfg.zero_mode):
-                        for mode, extra in ((ZeroMode.NONE, []), (ZeroMode.ZVC, [mask]),
-                                            (ZeroMode.RLE, [population])):
-                            with m.Case(mode):
-                                bits = head_bits + sum(len(x) for x in extra)
-                                m.d.comb += [
-                                    first_unit.eq(Cat(*head, *extra, content)),
-                                    first_bits.eq(bits + content_bits),
-                                ]
+        heads = []
+        for kk in range(k + 1):
+            head = [blk.scale]
+            if kk:
+                head.append(C(kk, kk.bit_length()))
+                head += [blk.outliers[j].as_value() for j in range(kk)]
+            head_bits = 8 + kk.bit_length() + kk * self._record_bits
+            for extra in ([], [mask], [population], []):
+                bits = head_bits + sum(len(x) for x in extra)
+                heads.append((Cat(*head, *extra, content), bits + content_bits))
+        select = Cat(cfg.zero_mode.as_value(), kk_now) if k else cfg.zero_mode.as_value()
+        m.d.comb += [
+            first_unit.eq(Array(value for value, _ in heads)[select]),
+            first_bits.eq(Array(bits for _, bits in heads)[select]),
+        ]
 
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += [

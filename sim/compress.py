@@ -123,8 +123,9 @@ def compress_rtl(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
     :class:`~hdl.compress_engine.CompressionEngine` (``engine``, or one built from
     ``engine_params``) in cocotb; returns the frames as bytes (little-endian words).
 
-    ``check``: compare every word with :func:`golden.compress` inside the testbench (the
-    failure names the first differing words). ``in_stall``: probability of an idle cycle before
+    ``check``: compare every word with :func:`golden.compress` of ``x`` rounded to the
+    engine's input format (what the engine sees) inside the testbench (the failure names the
+    first differing words). ``in_stall``: probability of an idle cycle before
     each beat on ``cfg`` and ``i``; ``out_stall``: of ``o.ready`` low in a cycle. The lanes past
     each row's end carry random bits."""
     import numpy as np
@@ -132,6 +133,7 @@ def compress_rtl(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
     from hdl.compress_engine import CompressionEngine
     from hdl.packer import packer_word_layout
     from .api import pack_beats, unpack_beats
+    from .stimulus import cast_to
     from .runner import SimulationFailed, run_testbench, waves_requested, default_simulator
     from .verilog import build_dir_for, to_verilog
     import shutil
@@ -154,7 +156,9 @@ def compress_rtl(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
             padded_beats += rows * -(-x.shape[-1] // engine._block) * \
                 (engine._block // engine._lanes)
         if check:
-            expected.append(golden.compress(x, config))
+            # the engine sees the in_format values
+            expected.append(golden.compress(cast_to(x, engine._in_format_name)
+                                            .astype(np.float64), config))
     w = engine._word_bits
     layout = packer_word_layout(w)
     exp_words = None
@@ -292,6 +296,13 @@ async def compress_test(dut):
             sink.drive(cycle, ready=True)
     except StreamTimeout as e:
         errors.append(str(e))
+        if os.environ.get("LOWPREC_DEBUG"):
+            for name in ("state", "owed", "fill", "step", "got_last", "running", "pos",
+                         "row_len", "padded", "head_valid", "tail_valid"):
+                try:
+                    errors.append(f"  {name} = {getattr(dut, name).value}")
+                except AttributeError:
+                    pass
     if expected is not None:
         report = Scoreboard(expected, name="o").report(received)
         if report is not None:

@@ -141,3 +141,137 @@ def test_zero_compressor(widths, block, lanes, outliers, word_bits):
         assert _bits_of(fields) == _expected_block_bits(config, blocks), f"frame {n}"
         nb = np.asarray(blocks.scales).size
         assert len(fields) >= nb * block // lanes, f"frame {n}: too few fields"
+
+
+# ---- CompressionEngine (cocotb) ---------------------------------------------------------------
+
+from hdl.compress_engine import CompressionEngine               # noqa: E402
+from sim.compress import compress_rtl                           # noqa: E402
+from sim.stimulus import cast_to                                # noqa: E402
+
+
+def _data(rng, shape, kind):
+    n = int(np.prod(shape))
+    if kind == "dense":
+        x = rng.standard_normal(n) * np.exp2(rng.integers(-4, 5, n))
+    elif kind == "relu":
+        x = np.maximum(rng.standard_normal(n) * 3, 0)
+    elif kind == "zeros":
+        x = np.zeros(n)
+        x[rng.random(n) < 0.5] = -0.0
+    else:                                   # a fraction of zeros
+        x = _sparse(rng, n, float(kind))
+    return x.reshape(shape)
+
+
+def _frames(rng, plan, make_config, in_format):
+    """``plan``: (shape, data kind, zero mode, config extras); ``make_config`` builds the
+    CompressionConfig from the zero mode and extras. The data are values of ``in_format``,
+    so that the golden model sees what the engine sees."""
+    frames = []
+    for shape, kind, mode, extra in plan:
+        x = cast_to(_data(rng, shape, kind), in_format).astype(np.float64)
+        frames.append((x, make_config(mode, **extra)))
+    return frames
+
+
+def _check(frames, **params):
+    out = compress_rtl(frames, **params)
+    expected = [golden.compress(x, config) for x, config in frames]
+    assert len(out) == len(expected)
+    for n, (got, want) in enumerate(zip(out, expected)):
+        assert got == want, f"frame {n} differs"
+
+
+MODES = ("none", "zvc", "rle")
+
+
+def _plan_a(rng):
+    """Every data class in every zero mode, shapes of one to three axes, element switches."""
+    plan = []
+    shapes = [(37,), (1,), (8,), (3, 13), (2, 3, 5), (0,), (4, 0, 3), (2, 16), (5, 7)]
+    kinds = ["dense", "0.5", "0.95", "relu", "zeros", "0.8"]
+    for n in range(18 if not LONG else 90):
+        shape = shapes[n % len(shapes)]
+        extra = {"elem": ("e4m3", "e2m1")[(n // 2) % 2],
+                 "rounding": ("nearest_even", "stochastic", "toward_zero",
+                              "nearest_away")[n % 4],
+                 "seed": int(rng.integers(0, 2 ** 32))}
+        plan.append((shape, kinds[n % len(kinds)], MODES[n % 3], extra))
+    return plan
+
+
+@pytest.mark.parametrize("stalls", [(0.0, 0.0), (0.4, 0.4)])
+def test_engine_two_elements(stalls):
+    """fp16 in, e4m3 and e2m1 switched between frames, block 8, two lanes, W = 32."""
+    rng = np.random.default_rng(11)
+    frames = _frames(rng, _plan_a(rng), lambda mode, **e: CompressionConfig(
+        block=8, zero_mode=mode, **e), "fp16")
+    _check(frames, in_format="fp16", elems=("e4m3", "e2m1"), block=8, lanes=2,
+           word_bits=32, in_stall=stalls[0], out_stall=stalls[1], seed=3)
+
+
+def test_engine_outliers_codebooks():
+    """bf16 in; int4, a loadable 2-bit codebook and a fixed 3-bit log codebook; outliers with
+    K changing between frames; block 16, four lanes, W = 64; stalls everywhere."""
+    rng = np.random.default_rng(12)
+    fixed = golden.log(3)
+    loads = [golden.uniform(2), golden.log(2), golden.Codebook((0.0, 0.25, 0.5, 1.0))]
+    plan = []
+    shapes = [(40,), (3, 21), (1,), (2, 2, 16), (9, 4), (16,), (7, 5)]
+    kinds = ["dense", "0.6", "relu", "0.9", "zeros"]
+    for n in range(15 if not LONG else 75):
+        choice = n % 3
+        extra = {"k": n % 3, "rounding": ("stochastic", "nearest_even")[n % 2],
+                 "seed": int(rng.integers(0, 2 ** 32))}
+        if choice == 0:
+            extra["elem"] = "int4"
+        elif choice == 1:
+            extra["codebook"] = loads[n % len(loads)]
+        else:
+            extra["codebook"] = fixed
+        plan.append((shapes[n % len(shapes)], kinds[n % len(kinds)], MODES[(n // 3) % 3],
+                     extra))
+    # golden.encode_blocks cannot encode an empty tensor with outliers or a codebook, so the
+    # zero-dim frame is int4 with K = 0
+    plan.insert(4, ((0, 4), "dense", "zvc", {"k": 0, "elem": "int4"}))
+
+    def config(mode, k, elem=None, codebook=None, **e):
+        return CompressionConfig(elem=elem, codebook=codebook, block=16, zero_mode=mode,
+                                 outliers=OutlierFormat(k, 3, 2), word_bits=64, **e)
+    frames = _frames(rng, plan, config, "bf16")
+    _check(frames, in_format="bf16", elems=("int4", 2, fixed), block=16, lanes=4,
+           outliers=OutlierFormat(2, 3, 2), word_bits=64, in_stall=0.3, out_stall=0.3, seed=5)
+
+
+@pytest.mark.parametrize("word_bits", [32, 64])
+def test_engine_lanes_equal_block(word_bits):
+    """A block a beat (lanes = block = 4), one outlier, one axis only (max_ndim 1), e5m2."""
+    rng = np.random.default_rng(13 + word_bits)
+    plan = [((n * 3 + 1,), ("dense", "0.5", "zeros", "relu")[n % 4], MODES[n % 3],
+             {"k": n % 2, "seed": n, "rounding": "stochastic" if n % 2 else "nearest_even"})
+            for n in range(12)]
+    plan.append(((0,), "dense", "rle", {"k": 0}))   # (golden: no empty tensor with K > 0)
+    frames = _frames(rng, plan, lambda mode, k, **e: CompressionConfig(
+        elem="e5m2", block=4, zero_mode=mode, outliers=OutlierFormat(k, 4, 3),
+        word_bits=word_bits, sr_bits=5, **e), "fp32")
+    _check(frames, in_format="fp32", elems="e5m2", block=4, lanes=4, sr_bits=5,
+           outliers=OutlierFormat(1, 4, 3), word_bits=word_bits, max_ndim=1,
+           in_stall=0.2, out_stall=0.5, seed=word_bits)
+
+
+@pytest.mark.skipif(not LONG, reason="long sweep (LOWPREC_LONG=1)")
+@pytest.mark.parametrize("lanes", [1, 8])
+def test_engine_long_block32(lanes):
+    """MX-sized blocks (32), int8 and e3m2, K up to 4, W = 32, large tensors."""
+    rng = np.random.default_rng(lanes)
+    plan = []
+    for n in range(30):
+        shape = [(4, 100), (1000,), (3, 2, 33), (0, 3)][n % 4]
+        plan.append((shape, ("dense", "0.5", "0.95", "relu", "zeros")[n % 5], MODES[n % 3],
+                     {"elem": ("int8", "e3m2")[n % 2], "k": n % 5,
+                      "rounding": ("stochastic", "nearest_even")[n % 2], "seed": n}))
+    frames = _frames(rng, plan, lambda mode, k, **e: CompressionConfig(
+        block=32, zero_mode=mode, outliers=OutlierFormat(k, 5, 6), **e), "bf16")
+    _check(frames, in_format="bf16", elems=("int8", "e3m2"), block=32, lanes=lanes,
+           outliers=OutlierFormat(4, 5, 6), word_bits=32, in_stall=0.2, out_stall=0.2)
