@@ -24,7 +24,7 @@ from cocotb.triggers import RisingEdge
 from sim.streams import Scoreboard, StreamDriver, StreamSink, StreamTimeout
 
 
-__all__ = ["compress_rtl", "engine_descriptor", "engine_beats", "engine_element",
+__all__ = ["compress_rtl", "compress_cycles", "run_compress", "engine_descriptor", "engine_beats", "engine_element",
            "compress_test"]
 
 
@@ -117,11 +117,26 @@ def engine_beats(engine, x, *, filler=None):
     return pack_beats(compress_beat_layout(fmt, lanes), {"data": rows.reshape(-1, lanes)})
 
 
-def compress_rtl(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, simulator=None,
+def compress_rtl(frames, **kwargs):
+    """Compress ``frames`` (a list of ``(x, CompressionConfig)``) with one
+    :class:`~hdl.compress_engine.CompressionEngine` in cocotb; returns the frames as bytes
+    (little-endian words). Keywords: those of :func:`run_compress`."""
+    return run_compress(frames, **kwargs)[0]
+
+
+def compress_cycles(frames, **kwargs):
+    """Clock cycles from the first descriptor offered to the last word received, when
+    compressing ``frames`` (keywords of :func:`run_compress`)."""
+    return run_compress(frames, **kwargs)[1]
+
+
+def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, simulator=None,
                  waves=None, engine=None, **engine_params):
     """Compress ``frames`` (a list of ``(x, CompressionConfig)``) with one
     :class:`~hdl.compress_engine.CompressionEngine` (``engine``, or one built from
-    ``engine_params``) in cocotb; returns the frames as bytes (little-endian words).
+    ``engine_params``) in cocotb; returns ``(frames as bytes, cycles)``: the frames as
+    little-endian words, and the clock cycles from the first descriptor offered to the last
+    word received.
 
     ``check``: compare every word with :func:`golden.compress` of ``x`` rounded to the
     engine's input format (what the engine sees) inside the testbench (the failure names the
@@ -221,7 +236,7 @@ def compress_rtl(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
             current = b""
     if current:
         out.append(current)
-    return out
+    return out, result["span"]
 
 
 # ---- Simulator side ----------------------------------------------------------------------------
@@ -314,8 +329,10 @@ async def compress_test(dut):
     path = os.environ.get("LOWPREC_TB_RESULT")
     if path:
         with open(f"{path}.tmp", "w") as f:
+            span = None if sink.last_cycle is None or cfg.first_valid_cycle is None \
+                else sink.last_cycle - cfg.first_valid_cycle
             json.dump({"out_beats": ["0" if b is None else f"{b:x}" for b in received],
-                       "cycles": cycle, "seconds": time.perf_counter() - start,
+                       "cycles": cycle, "span": span, "seconds": time.perf_counter() - start,
                        "error": error}, f)
         os.replace(f"{path}.tmp", path)
     if error:

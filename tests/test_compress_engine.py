@@ -275,3 +275,103 @@ def test_engine_long_block32(lanes):
         block=32, zero_mode=mode, outliers=OutlierFormat(k, 5, 6), **e), "bf16")
     _check(frames, in_format="bf16", elems=("int8", "e3m2"), block=32, lanes=lanes,
            outliers=OutlierFormat(4, 5, 6), word_bits=32, in_stall=0.2, out_stall=0.2)
+
+
+def test_engine_comparison_can_fail():
+    """The words depend on what the test changes: a frame with another seed (stochastic
+    rounding) or another zero mode is not what the engine writes."""
+    import dataclasses
+    rng = np.random.default_rng(14)
+    x = cast_to(_data(rng, (2, 12), "0.5"), "fp16").astype(np.float64)
+    config = CompressionConfig(elem="e4m3", block=8, rounding="stochastic", seed=1,
+                               zero_mode="zvc")
+    out = compress_rtl([(x, config)], in_format="fp16", elems=("e4m3",), block=8, lanes=2)
+    assert out == [golden.compress(x, config)]
+    assert out[0] != golden.compress(x, dataclasses.replace(config, seed=2))
+    assert out[0] != golden.compress(x, dataclasses.replace(config, zero_mode="rle"))
+
+
+def test_engine_throughput():
+    """With ``o`` always ready, dense frames take about one beat a cycle: the cycles of a
+    frame are its input beats plus the header, the trailer and a fixed latency (e4m3 codes in
+    ``none`` mode, two lanes: 16 bits a group, so the prefix fits with group 0)."""
+    from sim.compress import compress_cycles
+    rng = np.random.default_rng(15)
+    x = cast_to(_data(rng, (64, 32), "dense"), "fp16").astype(np.float64)
+    config = CompressionConfig(elem="e4m3", block=8, zero_mode="zvc")
+    cycles = compress_cycles([(x, config)], in_format="fp16", elems=("e4m3",), block=8,
+                             lanes=2)
+    beats = x.size // 2
+    engine = CompressionEngine(in_format="fp16", elems=("e4m3",), block=8, lanes=2)
+    assert beats <= cycles <= beats + engine.header_steps + 40, cycles
+
+
+# ---- parameter errors --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"in_format": "fp8"}, ValueError, r"Input format must be one of fp32, bf16, fp16, "
+                                       r"not 'fp8'"),
+    ({"elems": ()}, ValueError, r"Element choices must be a non-empty tuple"),
+    ({"elems": ("e4m3", "fp16")}, ValueError, r"Element choice must be one of e5m2, .*, "
+                                              r"not 'fp16'"),
+    ({"elems": ("e4m3", 5)}, ValueError, r"Codebook index width must be between 1 and 4, "
+                                         r"not 5"),
+    ({"elems": ("e4m3", 2.0)}, TypeError, r"Element choice must be an element name, a "
+                                          r"Codebook or a codebook index width, not 2.0"),
+    ({"elems": ("e4m3", True)}, TypeError, r"Element choice must be .*, not True"),
+    ({"block": 48}, ValueError, r"Block size must be a power of two between 2 and 64, not 48"),
+    ({"block": 8, "lanes": 16}, ValueError, r"Lane count must be a power of two between 1 "
+                                            r"and the block size 8, not 16"),
+    ({"lanes": 3}, ValueError, r"Lane count must be a power of two"),
+    ({"sr_bits": 25}, ValueError, r"Stochastic rounding bits must be an integer between 1 "
+                                  r"and 24, not 25"),
+    ({"block": 4, "outliers": OutlierFormat(4, 3, 2)}, ValueError,
+     r"Outlier count must be below the block size 4, not 4"),
+    ({"outliers": "k=2"}, TypeError, r"Outliers must be an OutlierFormat or None"),
+    ({"word_bits": 16}, ValueError, r"Word width must be 32 or 64 bits, not 16"),
+    ({"word_bits": True}, ValueError, r"Word width must be 32 or 64 bits, not True"),
+    ({"max_ndim": 0}, ValueError, r"Maximum axis count must be an integer between 1 and 15, "
+                                  r"not 0"),
+    ({"max_ndim": 16}, ValueError, r"Maximum axis count must be an integer between 1 and 15, "
+                                   r"not 16"),
+])
+def test_engine_parameter_errors(params, error, match):
+    with pytest.raises(error, match=match):
+        CompressionEngine(**params)
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"element_bits": 0}, ValueError, r"Element code width must be an integer between 1 and "
+                                      r"16, or a non-empty tuple of them, not 0"),
+    ({"element_bits": (8, 17)}, ValueError, r"Element code width .*, not \(8, 17\)"),
+    ({"element_bits": ()}, ValueError, r"Element code width .*, not \(\)"),
+    ({"element_bits": [8]}, ValueError, r"Element code width .*, not \[8\]"),
+    ({"block": 3}, ValueError, r"Block size must be a power of two between 2 and 64, not 3"),
+    ({"lanes": 64}, ValueError, r"Lane count must be a power of two between 1 and the block "
+                                r"size 32, not 64"),
+    ({"outliers": OutlierFormat(4, 3, 2), "block": 2}, ValueError,
+     r"Outlier count must be below the block size 2, not 4"),
+    ({"word_bits": 48}, ValueError, r"Word width must be 32 or 64 bits, not 48"),
+])
+def test_zero_compressor_parameter_errors(params, error, match):
+    params = {"element_bits": 8, "block": 32, **params}
+    with pytest.raises(error, match=match):
+        ZeroCompressor(**params)
+
+
+def test_descriptor_errors():
+    """The harness refuses frames the engine cannot write."""
+    from sim.compress import engine_descriptor
+    engine = CompressionEngine(in_format="fp16", elems=("e4m3", 2), block=8,
+                               outliers=OutlierFormat(1, 3, 2))
+    none = OutlierFormat(0, 3, 2)
+    with pytest.raises(ValueError, match=r"no element choice for 'int4'"):
+        engine_descriptor(engine, (4,), CompressionConfig(elem="int4", block=8, outliers=none))
+    with pytest.raises(ValueError, match=r"block 16 \(engine 8\)"):
+        engine_descriptor(engine, (4,), CompressionConfig(block=16, outliers=none))
+    with pytest.raises(ValueError, match=r"outliers"):
+        engine_descriptor(engine, (4,), CompressionConfig(block=8,
+                                                           outliers=OutlierFormat(1, 2, 2)))
+    with pytest.raises(ValueError, match=r"between 1 and 4 axes, not 5"):
+        engine_descriptor(engine, (1, 1, 1, 1, 1), CompressionConfig(block=8,
+                          outliers=OutlierFormat(0, 3, 2)))
