@@ -549,7 +549,9 @@ class DecompressionEngine(wiring.Component):
         final = parser.o.payload.last
         discard = final & release & ~release_ok
         go = ~final | (release & release_ok)
-        m.d.comb += parser.o.ready.eq(discard | (go & (~blk_valid | blk_taken)))
+        # A block's tag is queued as it enters the block register: the dequantizer emits a
+        # block's first beats before it accepts the block (with its last group).
+        m.d.comb += parser.o.ready.eq(discard | (go & (~blk_valid | blk_taken) & tags.w_rdy))
         with m.If(blk_taken):
             m.d.sync += blk_valid.eq(0)
         with m.If(parser.o.valid & parser.o.ready):
@@ -571,7 +573,7 @@ class DecompressionEngine(wiring.Component):
             dequantizers.append(dq)
             bits = _code_bits(elem)
             m.d.comb += [
-                dq.i.valid.eq(blk_valid & (blk_sel == e) & tags.w_rdy),
+                dq.i.valid.eq(blk_valid & (blk_sel == e)),
                 dq.i.payload.scale.eq(blk.scale),
                 dq.i.payload.last.eq(0),
             ]
@@ -586,8 +588,8 @@ class DecompressionEngine(wiring.Component):
             with m.If(dq.i.valid & dq.i.ready):
                 m.d.comb += blk_taken.eq(1)
         m.d.comb += [
-            tags.w_en.eq(blk_taken),
-            tags.w_data.eq(Cat(blk_sel, blk.elements, blk.last)),
+            tags.w_en.eq(parser.o.valid & parser.o.ready & ~discard),
+            tags.w_data.eq(Cat(sel, parser.o.payload.elements, parser.o.payload.last)),
         ]
 
         # --- output: drop the padding of every row --------------------------------------------

@@ -24,8 +24,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 
-__all__ = ["frame_words", "engine_beats", "expected_frame", "decompress_rtl",
-           "split_outputs", "decompress_test"]
+__all__ = ["frame_words", "engine_beats", "supported", "expected_frame", "check_results",
+           "decompress_rtl", "decompress_test"]
 
 
 def frame_words(frame, word_bits):
@@ -53,74 +53,134 @@ def engine_beats(frames, word_bits):
                        "last": np.array(last, dtype=np.uint8)})
 
 
-def expected_frame(frame, *, out_format, lanes):
-    """What a correct decoder gives for a frame: ``None`` when :func:`golden.decompress`
-    raises :class:`golden.FrameError`; else ``(shape, bits)``, ``bits`` the golden values
-    rounded to ``out_format`` (nearest even, overflow to Inf, as :class:`MXDequantizer`) as
-    unsigned integers, shape ``(rows, ceil(dims[-1] / lanes) * lanes)`` with zeros past each
-    row's end."""
+def supported(config, shape, *, elems, block, outliers=None, word_bits=32, max_ndim=4):
+    """Whether an engine built with these parameters decodes a frame of ``config`` and
+    ``shape`` (else it reports ``UNSUPPORTED``)."""
+    import golden
+    k_max = 0 if outliers is None else outliers.k
+    if config.word_bits != word_bits or config.block != block or len(shape) > max_ndim:
+        return False
+    if config.k > k_max:
+        return False
+    if config.k and (config.outliers.exp_bits, config.outliers.man_bits) != \
+            (outliers.exp_bits, outliers.man_bits):
+        return False
+    if config.codebook is None:
+        return config.elem in elems
+    n = config.codebook.n_bits
+    return any(isinstance(e, golden.Codebook) and e.level_codes == config.codebook.level_codes
+               or isinstance(e, int) and not isinstance(e, bool) and e == n for e in elems)
+
+
+def expected_frame(frame, *, out_format, lanes, **build):
+    """What a correct decoder built with ``build`` (the engine's ``elems``, ``block``,
+    ``outliers``, ``word_bits``, ``max_ndim``) gives for a frame: ``None`` when
+    :func:`golden.decompress` raises :class:`golden.FrameError`, ``"unsupported"`` for a valid
+    frame the build cannot decode; else ``(shape, bits)``, ``bits`` the golden values rounded
+    to ``out_format`` (nearest even, overflow to Inf, as :class:`MXDequantizer`) as unsigned
+    integers, of shape ``(rows, ceil(dims[-1] / lanes) * lanes)``, zeros past each row's
+    end."""
     import golden
     from .stimulus import BITS_TYPES
     try:
         config, shape, blocks = golden.decompress_blocks(frame)
     except golden.FrameError:
         return None
+    if build and not supported(config, shape, **build):
+        return "unsupported"
     o = config.quantize_options()
     values = golden.decode_blocks(blocks, o["elem"], o["block"], outliers=o["outliers"],
                                   codebook=o["codebook"])
     rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
     length = shape[-1]
     width = -(-length // lanes) * lanes
-    values = values.reshape(rows, -1)[:, :length] if rows and length else \
-        np.zeros((rows, length))
     bits = np.zeros((rows, width), dtype=BITS_TYPES[out_format])
-    if values.size:
+    if rows and length:
+        values = values.reshape(rows, -1)[:, :length]
         bits[:, :length] = golden.encode_float(values, out_format, "nearest_even",
                                                saturate=False)
     return shape, bits
 
 
-def split_outputs(frames_expected, beats_data, beats_last, statuses):
-    """Assign output beats to frames: the beats up to each ``last`` end the next good frame
-    with beats; those before them belong to rejected frames (partial output). Returns a list
-    of ``data`` arrays (``(beats, lanes)``) for the good frames (None for the others) and
-    the number of beats given to rejected frames."""
-    out = []
+def check_results(expected, statuses, data, lasts, *, lanes, context=""):
+    """Compare the engine's outputs with the expected frames (:func:`expected_frame`).
+
+    ``statuses``: one dict per frame (``code``, ``offset``, ``ndim``, ``dims``); ``data``:
+    the ``o`` beats' data, ``(beats, lanes)``; ``lasts``: their ``last`` flags. A frame the
+    golden model rejects must have an error status; an unsupported one ``UNSUPPORTED``; a good
+    one ``OK``, its dims, and exactly its elements as beats ending with the only ``last``
+    since the previous good frame's (beats of rejected frames in between are dropped: they
+    are the partial output the status tells to discard). Returns a list of ``(elements or
+    None, status)``; raises :exc:`AssertionError` listing the first problems."""
+    problems = []
+    if len(statuses) != len(expected):
+        problems.append(f"{len(statuses)} status entries for {len(expected)} frames")
+    data = np.asarray(data).reshape(-1, lanes)
+    lasts = np.asarray(lasts).reshape(-1)
+    ends = iter(np.flatnonzero(lasts))
     start = 0
-    ends = list(np.flatnonzero(np.asarray(beats_last)))
-    end_iter = iter(ends)
-    orphan = 0
-    for expected in frames_expected:
-        if expected is None or expected[1].size == 0:
-            out.append(None if expected is None else beats_data[:0])
+    results = []
+    for j, (want, status) in enumerate(zip(expected, statuses)):
+        code = status["code"]
+        if want is None or want == "unsupported":
+            results.append((None, status))
+            if code == "OK":
+                problems.append(f"frame {j}: the golden model rejects it, the RTL reports ok")
+            elif want == "unsupported" and code != "UNSUPPORTED":
+                problems.append(f"frame {j}: unsupported by this build, the RTL reports {code}")
             continue
-        n = expected[1].size // beats_data.shape[1]
-        end = next(end_iter, None)
+        if code != "OK":
+            results.append((None, status))
+            problems.append(f"frame {j}: the golden model accepts it, the RTL reports {status}")
+            continue
+        shape, bits = want
+        if tuple(status["dims"]) != tuple(shape):
+            problems.append(f"frame {j}: status dims {status['dims']}, frame shape {shape}")
+        if bits.size == 0:
+            results.append((np.zeros(shape, bits.dtype), status))
+            continue
+        n = bits.size // lanes
+        end = next(ends, None)
         if end is None:
-            raise AssertionError(f"Output ended before a good frame's final beat "
-                                 f"({len(ends)} beats with last for more good frames)")
-        part = beats_data[start:end + 1]
-        orphan += max(0, len(part) - n)
-        out.append(part[len(part) - n:] if len(part) >= n else part)
+            problems.append(f"frame {j}: no beat with last (output ended)")
+            break
+        part = data[start:end + 1]
         start = end + 1
-    orphan += len(beats_data) - start
-    return out, orphan
+        if len(part) < n:
+            problems.append(f"frame {j}: {len(part)} beats up to last, expected {n}")
+            results.append((None, status))
+            continue
+        got = part[len(part) - n:].reshape(bits.shape).astype(bits.dtype)
+        if not np.array_equal(got, bits):
+            bad = np.argwhere(got != bits)
+            first = tuple(int(v) for v in bad[0])
+            problems.append(f"frame {j}: {len(bad)} of {bits.size} elements differ, first "
+                            f"at {first}: expected {int(bits[first]):#x}, got "
+                            f"{int(got[first]):#x}")
+        results.append((got[:, :shape[-1]].reshape(shape), status))
+        if len(problems) >= 8:
+            break
+    if not problems and next(ends, None) is not None:
+        problems.append("more beats with last than good frames with elements")
+    if problems:
+        raise AssertionError("\n".join(problems[:8]) + (f"\n{context}" if context else ""))
+    return results
 
 
 def decompress_rtl(frames, *, out_format="fp32", elems=("e4m3",), block=32, lanes=1,
                    outliers=None, word_bits=32, max_ndim=4, in_stall=0.0, out_stall=0.0,
                    status_stall=0.0, seed=0, simulator=None, waves=None, max_cycles=None,
                    max_idle_cycles=2000, check=True):
-    """Decode ``frames`` (list of bytes) with the RTL engine in simulation.
+    """Decode ``frames`` (list of bytes, whole ``W``-bit words) with the RTL engine in
+    simulation, under random valid/ready stalls on all three streams.
 
     Returns a list with one ``(elements, status)`` per frame: ``elements`` the output bit
-    patterns of a good frame (``status["code"] == "OK"``) in the frame's shape (unsigned
-    integers of the output format), else None; ``status`` a dict with ``code`` (the
-    :class:`DecodeError` name), ``offset``, ``ndim`` and ``dims``. With ``check``, every frame
-    is compared with the golden model: a frame :func:`golden.decompress` rejects must have an
-    error status, one it accepts must be ok with bit-exact elements (an
-    :exc:`AssertionError` names the first difference). The run fails (AssertionError) when
-    it exceeds ``max_cycles`` or nothing moves for ``max_idle_cycles`` cycles (a hang).
+    patterns of a good frame in its shape (unsigned integers of the output format), else
+    None; ``status`` a dict with ``code`` (the :class:`DecodeError` name), ``offset`` (word),
+    ``ndim`` and ``dims``. With ``check`` (default) every frame is compared with the golden
+    model by :func:`check_results`. The run fails (:exc:`AssertionError`) when it takes more
+    than ``max_cycles`` cycles or nothing moves on any stream for ``max_idle_cycles`` cycles
+    (a hang).
     """
     from hdl.decompress_engine import DecompressionEngine, DecodeError, status_layout
     from hdl.mx_layouts import float_beat_layout
@@ -132,11 +192,14 @@ def decompress_rtl(frames, *, out_format="fp32", elems=("e4m3",), block=32, lane
     core = DecompressionEngine(out_format=out_format, elems=elems, block=block, lanes=lanes,
                                outliers=outliers, word_bits=word_bits, max_ndim=max_ndim)
     in_beats = engine_beats(frames, word_bits)
-    expected = [expected_frame(f, out_format=out_format, lanes=lanes) for f in frames]
-    n_out = sum(0 if e is None else e[1].size // lanes for e in expected)
+    build = dict(elems=core.elems, block=block, outliers=outliers, word_bits=word_bits,
+                 max_ndim=max_ndim)
+    expected = [expected_frame(f, out_format=out_format, lanes=lanes, **build)
+                for f in frames]
+    n_out = sum(e[1].size // lanes for e in expected if isinstance(e, tuple))
     if max_cycles is None:
-        max_cycles = int(2000 + 60 * (len(in_beats) / (1 - in_stall)
-                                      + n_out / (1 - out_stall)) + 200 * len(frames))
+        max_cycles = int(2000 + 8 * len(in_beats) / (1 - in_stall)
+                         + 8 * n_out / (1 - out_stall) + 300 * len(frames))
     simulator = simulator or default_simulator()
     waves = waves_requested(waves)
     verilog_text = to_verilog(core, "top")
@@ -167,65 +230,43 @@ def decompress_rtl(frames, *, out_format="fp32", elems=("e4m3",), block=32, lane
 
     beats = unpack_beats(float_beat_layout(out_format, lanes),
                          [int(b, 16) for b in result["out_beats"]])
-    status_columns = unpack_beats(status_layout(max_ndim),
-                                  [int(b, 16) for b in result["status_beats"]])
+    columns = unpack_beats(status_layout(max_ndim),
+                           [int(b, 16) for b in result["status_beats"]])
     statuses = []
     for j in range(len(result["status_beats"])):
-        ndim = int(status_columns["ndim"][j])
+        ndim = int(columns["ndim"][j])
         statuses.append({
-            "code": DecodeError(int(status_columns["code"][j])).name,
-            "offset": int(status_columns["offset"][j]),
+            "code": DecodeError(int(columns["code"][j])).name,
+            "offset": int(columns["offset"][j]),
             "ndim": ndim,
-            "dims": tuple(int(d) for d in status_columns["dims"][j][:ndim]),
+            "dims": tuple(int(d) for d in columns["dims"][j][:ndim]),
         })
-    if len(statuses) != len(frames):
-        raise AssertionError(f"{len(statuses)} status entries for {len(frames)} frames "
-                             f"{context}")
     data = np.asarray(beats["data"]).reshape(-1, lanes)
     lasts = np.asarray(beats["last"]).reshape(-1)
-    accepted = [e if s["code"] == "OK" else None for e, s in zip(expected, statuses)]
-    good = [None if s["code"] != "OK" else (e if e is not None else ((), np.zeros((0, lanes))))
-            for e, s in zip(expected, statuses)]
-    parts, orphan = split_outputs(good, data, lasts, statuses)
-    results = []
-    problems = []
-    for j, (frame_expected, status, part) in enumerate(zip(expected, statuses, parts)):
+    if check:
+        return check_results(expected, statuses, data, lasts, lanes=lanes, context=context)
+    # Unchecked: split the beats by the ok statuses' dims.
+    from .stimulus import BITS_TYPES
+    results, ends, start = [], iter(np.flatnonzero(lasts)), 0
+    for status in statuses:
+        dims = status["dims"]
         if status["code"] != "OK":
             results.append((None, status))
-            if check and frame_expected is not None:
-                problems.append(f"frame {j}: the golden model accepts it, the RTL reports "
-                                f"{status}")
             continue
-        if check and frame_expected is None:
-            problems.append(f"frame {j}: the golden model rejects it, the RTL reports ok")
+        rows = int(np.prod(dims[:-1], dtype=np.int64)) if len(dims) > 1 else 1
+        width = -(-dims[-1] // lanes) * lanes
+        n = rows * width // lanes
+        if n == 0:
+            results.append((np.zeros(dims, BITS_TYPES[out_format]), status))
+            continue
+        end = next(ends, None)
+        part = data[start:end + 1] if end is not None else data[:0]
+        start = start if end is None else end + 1
+        if len(part) < n:
             results.append((None, status))
             continue
-        shape, bits = frame_expected
-        got = np.asarray(part).reshape(bits.shape).astype(bits.dtype) if part is not None \
-            and np.asarray(part).size == bits.size else None
-        if check:
-            if tuple(status["dims"]) != tuple(shape):
-                problems.append(f"frame {j}: status dims {status['dims']}, shape {shape}")
-            if got is None:
-                problems.append(f"frame {j}: {0 if part is None else np.asarray(part).size} "
-                                f"elements out, expected {bits.size}")
-            elif not np.array_equal(got, bits):
-                bad = np.argwhere(got != bits)
-                first = tuple(int(v) for v in bad[0])
-                problems.append(f"frame {j}: {len(bad)} of {bits.size} elements differ, first "
-                                f"at {first}: expected {int(bits[first]):#x}, got "
-                                f"{int(got[first]):#x}")
-        elements = None
-        if got is not None:
-            elements = got[:, :shape[-1]].reshape(shape) if bits.size else \
-                np.zeros(shape, bits.dtype)
-        elif bits.size == 0:
-            elements = np.zeros(shape, bits.dtype)
-        results.append((elements, status))
-        if len(problems) >= 8:
-            break
-    if check and problems:
-        raise AssertionError("\n".join(problems) + f"\n{context}")
+        got = part[len(part) - n:].reshape(rows, width)[:, :dims[-1]]
+        results.append((got.astype(BITS_TYPES[out_format]).reshape(dims), status))
     return results
 
 
