@@ -426,6 +426,45 @@ def test_error_codes():
     assert results[0][1]["offset"] == 0
 
 
+def _set_bits(frame, bit, width, value, word_bits):
+    """``frame`` with the field of ``width`` bits at stream bit ``bit`` set to ``value`` and
+    the trailer recomputed."""
+    size = word_bits // 8
+    body = int.from_bytes(frame[:-size], "little")
+    body = body & ~(((1 << width) - 1) << bit) | value << bit
+    return _with_crc(body.to_bytes(len(frame) - size, "little"), word_bits)
+
+
+def test_shape_product():
+    """A frame without elements is still rejected when its shape's product (zeros counted as
+    1) reaches 2^62, and accepted below (build A: three axes, W = 32; dims from bit 108)."""
+    config = golden.CompressionConfig(elem="e4m3", block=8, word_bits=32)
+    base = golden.compress(np.zeros((0, 3, 5)), config)
+    big = _set_bits(_set_bits(base, 140, 32, 1 << 31, 32), 172, 32, 1 << 31, 32)
+    below = _set_bits(_set_bits(base, 140, 32, 1 << 31, 32), 172, 32, (1 << 31) - 1, 32)
+    # 3 * 2^30 * b against 2^62: b = floor(2^32 / 3) is below, b + 1 above
+    b = (1 << 32) // 3
+    under = _set_bits(_set_bits(base, 140, 32, 3 << 30, 32), 172, 32, b, 32)
+    over = _set_bits(_set_bits(base, 140, 32, 3 << 30, 32), 172, 32, b + 1, 32)
+    assert expected_frame(big, out_format="bf16", lanes=2) is None
+    assert expected_frame(over, out_format="bf16", lanes=2) is None
+    assert expected_frame(below, out_format="bf16", lanes=2)[0] == (0, 1 << 31, (1 << 31) - 1)
+    assert expected_frame(under, out_format="bf16", lanes=2)[0] == (0, 3 << 30, b)
+    results = decompress_rtl([big, base, below, under, over, big], **BUILD_A)
+    assert [status["code"] for _, status in results] == \
+        ["BAD_FIELD", "OK", "OK", "OK", "BAD_FIELD", "BAD_FIELD"]
+    assert results[2][1]["dims"] == (0, 1 << 31, (1 << 31) - 1)
+
+
+def test_verilog():
+    """The engine converts to Verilog (W = 64, a loadable and a fixed codebook, outliers)."""
+    from amaranth.back import verilog
+    engine = DecompressionEngine(out_format="fp16", elems=(golden.uniform(2), 3, "int5"),
+                                 block=16, lanes=4, outliers=OF(1, 2, 2), word_bits=64)
+    text = verilog.convert(engine, name="decompress_engine")
+    assert "module decompress_engine" in text and "status__payload" in text
+
+
 def test_hang_is_caught():
     """The harness's cycle bound fails a run that does not finish (here: too small a bound)."""
     rng = np.random.default_rng(3)
