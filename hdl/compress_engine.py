@@ -147,15 +147,15 @@ class CompressionEngine(wiring.Component):
     o : Out(stream.Signature(packer_word_layout(word_bits)))
         Frame words, ``last`` on each frame's CRC word.
 
-    Throughput: ``lanes`` elements a cycle while ``o`` is ready, apart from the header
-    (``6 + max_ndim + 2^N`` cycles, ``2^N`` the most levels of a codebook choice), the CRC word
-    (the trailer waits until every word before it has left, a few cycles), the inserted row
-    padding, and blocks whose fields are wider than ``W``: a group (``lanes`` elements) leaves
-    as one field when it fits in a word, else as ``ceil(bits / W)`` fields, one a cycle. The
-    worst case is incompressible data, e.g. ``none`` with 8-bit codes and ``lanes * 8 > W``,
-    where the words limit the rate to ``W`` bits a cycle; field 0 of every block also carries
-    the block prefix (scale, count, records, ``zvc`` mask or ``rle`` count), which costs one more
-    cycle a block whenever it does not fit in the word with group 0.
+    Throughput: ``min(lanes elements, W bits of frame)`` a cycle while ``o`` is ready, apart
+    from the per-frame costs: the header (:attr:`header_steps` cycles, ``6 + max_ndim + 2^N``
+    with ``2^N`` the most levels of a codebook choice), the final partial word and the CRC word
+    (the trailer waits until every word before it has left: a few cycles), and the inserted
+    row padding (one beat a cycle, like data). Compressible data run at ``lanes`` elements a
+    cycle (the quantizer's rate); the worst case is incompressible data, e.g. ``none`` mode
+    with 8-bit codes and ``lanes * 8 > W``, where the words limit the rate to ``W`` bits a
+    cycle (``W / (w + 8 / B + ...)`` elements a cycle, with the block prefix). Frames
+    overlap: the next descriptor and beats are taken while the previous frame drains.
     """
 
     def __init__(self, *, in_format="fp32", elems=("e4m3",), block=32, lanes=1, sr_bits=8,

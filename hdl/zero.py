@@ -99,21 +99,22 @@ def _or(values):
 class ZeroCompressor(wiring.Component):
     """Zero compression of MX blocks into packer fields (``docs/codec.md``, "Blocks").
 
-    A block of ``B`` codes enters as one beat and leaves as the fields of its ``G = B / lanes``
-    element groups of ``lanes`` codes: field ``j`` holds group ``j``'s codes (``none``), its
-    non-zero codes (``zvc``) or its ``(run, code)`` tokens (``rle``) side by side, and field 0
-    has the block prefix in front: the E8M0 scale, the record count (``ceil(log2(K+1))`` bits,
-    value ``K``), the ``K`` records (index, code), then the ``B``-bit non-zero mask (``zvc``)
-    or the ``lb + 1``-bit non-zero count (``rle``). A zero is the code 0 (the code of -0 is
-    not zero). A group wider than :attr:`max_field_bits` (at most the word width) leaves as
-    several fields of that width, the rest in the final one; a group with nothing to store
-    still leaves as one field of width 0, so a block is never shorter than ``G`` fields.
+    A block of ``B`` codes enters as one beat and is taken apart in ``G = B / lanes`` units,
+    one a cycle: unit ``j`` holds element group ``j``'s codes (``none``), its non-zero codes
+    side by side (``zvc``) or its ``(run, code)`` tokens side by side (``rle``), and unit 0
+    has the block prefix in front: the E8M0 scale, the record count (``ceil(log2(K+1))``
+    bits, value ``K``), the ``K`` records (index, code), then the ``B``-bit non-zero mask
+    (``zvc``) or the ``lb + 1``-bit non-zero count (``rle``). A zero is the code 0 (the code of
+    -0 is not zero). The units go into a bit buffer (``unit bits + W`` wide) from which whole
+    ``W``-bit fields leave, one a cycle; a frame's final field carries the rest (0..W bits)
+    and ``last``. Concatenated LSB-first, the fields of a frame are exactly its blocks' bits.
 
-    Throughput: one field per cycle while ``o.ready`` is high, and a new block is taken in the
-    cycle its previous block's final group is loaded; a block therefore takes
-    ``sum_j max(1, ceil(bits_j / max_field_bits))`` cycles, which is ``G`` (one block per
-    ``block / lanes`` cycles, the quantizer's rate) whenever no group with its prefix is wider
-    than a field. Latency: a block's first field is valid 2 cycles after the block is taken.
+    Throughput: one unit (``lanes`` codes) a cycle as long as the output keeps up, i.e.
+    ``min(lanes codes, W bits)`` a cycle: a block every ``B / lanes`` cycles (the quantizer's
+    rate) whenever its bits average at most ``W`` a group; incompressible blocks (e.g. ``none``
+    with ``lanes * w > W``) leave at ``W`` bits a cycle. A frame's end costs the cycles of
+    its last partial field. Latency: a block's first bits are in the buffer 2 cycles after
+    the block is taken; a field leaves once ``W`` bits are pending (or at the frame's end).
 
     Parameters
     ----------
@@ -135,9 +136,9 @@ class ZeroCompressor(wiring.Component):
     i : In(stream.Signature(zero_block_layout(max(element_bits), block, outliers)))
         Blocks: ``scale``, ``codes``, records (``count`` is not used: it must be ``K``;
         records from ``K`` on are ignored), ``last`` on a frame's final block.
-    o : Out(stream.Signature(packer_field_layout(max_field_bits)))
-        Fields for a :class:`~hdl.packer.BitPacker`: ``value``, ``width``; ``flush`` 0;
-        ``last`` on the final field of a frame's final block.
+    o : Out(stream.Signature(packer_field_layout(word_bits)))
+        Fields for a :class:`~hdl.packer.BitPacker`: ``value``, ``width`` (``W`` but for a
+        frame's final field); ``flush`` 0; ``last`` on a frame's final field.
     cfg : In(zero_config_layout(len(element_bits), outliers.k))
         ``zero_mode``, ``element`` and ``outliers`` (``K``), taken with a frame's first block.
     """
@@ -155,7 +156,7 @@ class ZeroCompressor(wiring.Component):
         self._prefix_bits = 8 + k.bit_length() + k * self._record_bits + max(self._block, lb + 1)
         self._content_bits = self._lanes * (lb + wmax)
         self._unit_bits = self._prefix_bits + self._content_bits
-        self._field_bits = min(self._word_bits, self._unit_bits)
+        self._field_bits = self._word_bits
         self._cfg_layout = zero_config_layout(len(self._widths), k)
         super().__init__({
             "i":   In(stream.Signature(zero_block_layout(wmax, self._block,
@@ -166,8 +167,8 @@ class ZeroCompressor(wiring.Component):
 
     @property
     def max_field_bits(self):
-        """Widest field on ``o``: the word width, or less when a whole group with its prefix
-        is narrower. A :class:`~hdl.packer.BitPacker` behind needs at least this."""
+        """Widest field on ``o``: the word width ``W``. A :class:`~hdl.packer.BitPacker`
+        behind needs at least this."""
         return self._field_bits
 
     @property
@@ -192,25 +193,42 @@ class ZeroCompressor(wiring.Component):
         group = Signal(range(groups))
         run = Signal(range(block + 1))      # rle: zero codes since the last non-zero one
 
-        # ---- The unit (a group, with the prefix for group 0) being sent as fields.
-        unit = Signal(unit_bits)
-        remaining = Signal(range(unit_bits + 1))
-        unit_valid = Signal()
-        unit_last = Signal()
+        # ---- The bit buffer: units (a group, with the prefix for group 0) are appended to the
+        # pending bits; whole fields of W bits leave from the bottom, and a frame's final field
+        # takes the rest (with `last`).
+        capacity = unit_bits + field
+        acc = Signal(capacity)
+        pending = Signal(range(capacity + 1))
+        ending = Signal()                   # the frame's final unit is in: send the rest
 
-        final_piece = Signal()
+        full_field = Signal()
         m.d.comb += [
-            final_piece.eq(remaining <= field),
-            self.o.valid.eq(unit_valid),
-            self.o.payload.value.eq(unit[:field]),
-            self.o.payload.width.eq(Mux(final_piece, remaining, field)),
+            full_field.eq(pending >= field),
+            self.o.valid.eq(full_field | ending),
+            self.o.payload.value.eq(acc[:field]),
+            self.o.payload.width.eq(Mux(full_field, field, pending)),
             self.o.payload.flush.eq(0),
-            self.o.payload.last.eq(unit_last & final_piece),
+            self.o.payload.last.eq(ending & (pending <= field)),
+        ]
+        sent = Signal()
+        kept = Signal(capacity)
+        kept_count = Signal(range(capacity + 1))
+        m.d.comb += [
+            sent.eq(self.o.valid & self.o.ready),
+            kept.eq(Mux(sent, acc >> field, acc)),
+            kept_count.eq(Mux(sent, Mux(full_field, pending - field, 0), pending)),
         ]
         load = Signal()
         finishing = Signal()                # the block's final group is loaded now
+        next_unit = Signal(unit_bits)
+        next_bits = Signal(range(unit_bits + 1))
+        next_last = Signal()                # the next unit ends its frame
         m.d.comb += [
-            load.eq(blk_valid & (~unit_valid | (self.o.ready & final_piece))),
+            next_last.eq(blk.last & (group == groups - 1)),
+            # A frame's final unit waits for a stalled field, so that the field's `last`
+            # cannot change while it is offered.
+            load.eq(blk_valid & ~ending & (kept_count + next_bits <= capacity) &
+                    (~next_last | ~self.o.valid | self.o.ready)),
             finishing.eq(load & (group == groups - 1)),
             self.i.ready.eq(~blk_valid | finishing),
         ]
@@ -275,19 +293,18 @@ class ZeroCompressor(wiring.Component):
             first_bits.eq(Array(bits for _, bits in heads)[select]),
         ]
 
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [
-                unit.eq(unit >> field),
-                remaining.eq(remaining - field),
-            ]
-            with m.If(final_piece):
-                m.d.sync += unit_valid.eq(0)
+        m.d.comb += [
+            next_unit.eq(Mux(group == 0, first_unit, content)),
+            next_bits.eq(Mux(group == 0, first_bits, content_bits)),
+        ]
+        m.d.sync += [acc.eq(kept), pending.eq(kept_count)]
+        with m.If(sent & self.o.payload.last):
+            m.d.sync += ending.eq(0)
         with m.If(load):
             m.d.sync += [
-                unit.eq(Mux(group == 0, first_unit, content)),
-                remaining.eq(Mux(group == 0, first_bits, content_bits)),
-                unit_valid.eq(1),
-                unit_last.eq(blk.last & (group == groups - 1)),
+                acc.eq(kept | (next_unit << kept_count)[:capacity]),
+                pending.eq(kept_count + next_bits),
+                ending.eq(next_last),
                 blk.codes.eq(blk.codes.as_value() >> (lanes * wmax)),
                 run.eq(next_run),
                 group.eq(group + 1),

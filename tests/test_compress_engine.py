@@ -139,8 +139,9 @@ def test_zero_compressor(widths, block, lanes, outliers, word_bits):
                    word_bits=word_bits, seed=block)
     for n, ((config, blocks, _), fields) in enumerate(zip(frames, out)):
         assert _bits_of(fields) == _expected_block_bits(config, blocks), f"frame {n}"
-        nb = np.asarray(blocks.scales).size
-        assert len(fields) >= nb * block // lanes, f"frame {n}: too few fields"
+        # whole words but the final field
+        assert all(width == word_bits for _, width in fields[:-1]), f"frame {n}"
+        assert fields[-1][1] <= word_bits
 
 
 # ---- CompressionEngine (cocotb) ---------------------------------------------------------------
@@ -269,7 +270,7 @@ def test_engine_long_block32(lanes):
     for n in range(30):
         shape = [(4, 100), (1000,), (3, 2, 33), (0, 3)][n % 4]
         plan.append((shape, ("dense", "0.5", "0.95", "relu", "zeros")[n % 5], MODES[n % 3],
-                     {"elem": ("int8", "e3m2")[n % 2], "k": n % 5,
+                     {"elem": ("int8", "e3m2")[n % 2], "k": 0 if 0 in shape else n % 5,
                       "rounding": ("stochastic", "nearest_even")[n % 2], "seed": n}))
     frames = _frames(rng, plan, lambda mode, k, **e: CompressionConfig(
         block=32, zero_mode=mode, outliers=OutlierFormat(k, 5, 6), **e), "bf16")
