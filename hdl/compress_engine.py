@@ -212,8 +212,9 @@ class CompressionEngine(wiring.Component):
             quantizers.append(q)
 
         # Descriptors between the front and the back: a queue of two registers (the head is
-        # the back's next frame). SyncFIFOBuffered(depth=2) is not used: under Icarus its
-        # one-word memory let a second write show through the head.
+        # the back's next frame). amaranth.lib.fifo.SyncFIFOBuffered(depth=2) is not used:
+        # under Icarus 11 the engine took the wrong descriptor from it, and alone its r_rdy
+        # stays X after reset.
         head = Signal(desc_layout)
         head_valid = Signal()
         tail = Signal(desc_layout)
@@ -253,9 +254,10 @@ class CompressionEngine(wiring.Component):
         new_empty = Signal()
         # (Selections by Array rather than m.Switch: under Icarus a combinational process whose
         # selector never changes is never evaluated, amaranth issue 1629.)
-        m.d.comb += new_row_len.eq(
-            Array(desc_in.dims[min(max(nd - 1, 0), max_ndim - 1)] for nd in range(1 << len(desc_in.ndim)))
-            [desc_in.ndim] if max_ndim > 1 else desc_in.dims[0])
+        last_axis = [desc_in.dims[min(max(nd - 1, 0), max_ndim - 1)]
+                     for nd in range(1 << len(desc_in.ndim))]
+        m.d.comb += new_row_len.eq(Array(last_axis)[desc_in.ndim] if max_ndim > 1
+                                   else desc_in.dims[0])
         m.d.comb += new_empty.eq(Cat((desc_in.dims[a] == 0) & (a < desc_in.ndim)
                                      for a in range(max_ndim)).any() | (desc_in.ndim == 0))
         with m.If(taken):
@@ -357,6 +359,7 @@ class CompressionEngine(wiring.Component):
         level_values = [Signal(LEVEL_BITS, name=f"level{j}")
                         for j in range(max(e[2] for e in entries))]
         width_select = Signal(range(len(widths)))
+
         def by_element(values):
             return Array(values)[bdesc.element] if len(values) > 1 else values[0]
         m.d.comb += [

@@ -157,9 +157,15 @@ def _data(rng, shape, kind):
         x = rng.standard_normal(n) * np.exp2(rng.integers(-4, 5, n))
     elif kind == "relu":
         x = np.maximum(rng.standard_normal(n) * 3, 0)
-    elif kind == "zeros":
+    elif kind == "zeros":                  # +0 and -0 (whose code is not 0)
         x = np.zeros(n)
         x[rng.random(n) < 0.5] = -0.0
+    elif kind == "zero+":
+        x = np.zeros(n)
+    elif kind == "special":                # NaN and Inf blocks among sparse data
+        x = _sparse(rng, n, 0.5)
+        x[rng.random(n) < 0.05] = np.nan
+        x[rng.random(n) < 0.05] = -np.inf
     else:                                   # a fraction of zeros
         x = _sparse(rng, n, float(kind))
     return x.reshape(shape)
@@ -191,8 +197,8 @@ def _plan_a(rng):
     """Every data class in every zero mode, shapes of one to three axes, element switches."""
     plan = []
     shapes = [(37,), (1,), (8,), (3, 13), (2, 3, 5), (0,), (4, 0, 3), (2, 16), (5, 7)]
-    kinds = ["dense", "0.5", "0.95", "relu", "zeros", "0.8"]
-    for n in range(18 if not LONG else 90):
+    kinds = ["dense", "0.5", "0.95", "relu", "zeros", "0.8", "zero+", "special"]
+    for n in range(24 if not LONG else 96):
         shape = shapes[n % len(shapes)]
         extra = {"elem": ("e4m3", "e2m1")[(n // 2) % 2],
                  "rounding": ("nearest_even", "stochastic", "toward_zero",
@@ -220,7 +226,7 @@ def test_engine_outliers_codebooks():
     loads = [golden.uniform(2), golden.log(2), golden.Codebook((0.0, 0.25, 0.5, 1.0))]
     plan = []
     shapes = [(40,), (3, 21), (1,), (2, 2, 16), (9, 4), (16,), (7, 5)]
-    kinds = ["dense", "0.6", "relu", "0.9", "zeros"]
+    kinds = ["dense", "0.6", "relu", "0.9", "zeros", "zero+", "special"]
     for n in range(15 if not LONG else 75):
         choice = n % 3
         extra = {"k": n % 3, "rounding": ("stochastic", "nearest_even")[n % 2],
