@@ -193,7 +193,7 @@ class ZeroDecompressor(wiring.Component):
         w = cfg.code_bits
         code_mask = Cat(j < w for j in range(wmax))
 
-        # state
+        # State: the field being read (RECORD with ``prefix`` is the block's scale and count).
         IDLE, RECORD, MASK, CODES, COUNT, TOKEN, ERROR = range(7)
         state = Signal(range(7))
         work = Signal(parser_block_layout(B, wmax, self._outliers))
@@ -261,14 +261,14 @@ class ZeroDecompressor(wiring.Component):
                 m.d.sync += [
                     work.last.eq(self.cmd.payload.last),
                     work.elements.eq(self.cmd.payload.elements),
-                    state.eq(RECORD),   # RECORD state with index == 0 means "prefix"
+                    state.eq(RECORD),   # with ``prefix``: the scale and count come first
                     index.eq(0),
                     prefix.eq(1),
                 ]
             with m.Else():
                 m.d.sync += state.eq(IDLE)
 
-        def body_start(mask_value):
+        def body_start():
             with m.Switch(cfg.zero_mode):
                 with m.Case(ZeroMode.ZVC):
                     m.d.comb += [issue.eq(1), issue_width.eq(chunk)]
@@ -305,14 +305,14 @@ class ZeroDecompressor(wiring.Component):
                             m.d.comb += [issue.eq(1), issue_width.eq(lb + r_bits)]
                             m.d.sync += index.eq(0)
                         with m.Else():
-                            body_start(mask)
+                            body_start()
                     if k_max:
                         with m.Else():
                             record = nxt.outliers[index[:max(1, (k_max - 1).bit_length())]]
                             m.d.comb += [record.index.eq(value[:lb]),
                                          record.code.eq(value[lb:lb + r_bits])]
                             with m.If(index + 1 == cfg.k):
-                                body_start(mask)
+                                body_start()
                             with m.Else():
                                 m.d.comb += [issue.eq(1), issue_width.eq(lb + r_bits)]
                                 m.d.sync += index.eq(index + 1)

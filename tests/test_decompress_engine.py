@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import golden
-from hdl.decompress_engine import DecompressionEngine, DecodeError
+from hdl.decompress_engine import DecompressionEngine
 from hdl.unzero import ZeroDecompressor
 from sim.decompress import decompress_rtl, expected_frame, check_results, frame_words
 from references import LONG
