@@ -85,7 +85,8 @@ def compress_descriptor_layout(*, elem_count=1, max_outliers=0, levels_bits=None
     - ``levels``: ``2^N`` codebook levels (9 bits each, units of 2^-8), when an element choice
       is a loadable codebook (``N`` the widest such; a narrower one takes the first levels);
     - ``ndim`` (1..``max_ndim``) and ``dims`` (``max_ndim`` 32-bit sizes, axis 0 first; those
-      from ``ndim`` on are ignored).
+      from ``ndim`` on are ignored). ``ndim`` 0 makes a frame without blocks whose header a
+      decoder rejects; larger than ``max_ndim`` is not supported (the shape read is wrong).
     """
     fields = {"element": range(elem_count), "rounding": RoundingMode, "seed": 32}
     if max_outliers:
@@ -184,7 +185,47 @@ class CompressionEngine(wiring.Component):
 
     @property
     def descriptor_layout(self):
+        """Payload layout of :attr:`cfg` (:func:`compress_descriptor_layout`)."""
         return self._desc_layout
+
+    @property
+    def in_format(self):
+        return self._in_format_name
+
+    @property
+    def elems(self):
+        """The element choices, in ``cfg.element`` order."""
+        return self._elems
+
+    @property
+    def block(self):
+        return self._block
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def sr_bits(self):
+        return self._sr_bits
+
+    @property
+    def outliers(self):
+        """The OutlierFormat (``k`` 0 without outliers)."""
+        return self._outliers
+
+    @property
+    def word_bits(self):
+        return self._word_bits
+
+    @property
+    def max_ndim(self):
+        return self._max_ndim
+
+    @property
+    def levels_bits(self):
+        """``N`` of ``cfg.levels`` (the widest loadable codebook), or None."""
+        return self._levels_bits
 
     @property
     def header_steps(self):

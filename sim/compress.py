@@ -33,7 +33,7 @@ __all__ = ["compress_rtl", "compress_cycles", "run_compress", "engine_descriptor
 def engine_element(engine, config):
     """Index of the engine's element choice that ``config`` (a CompressionConfig) uses."""
     from golden.codebook import Codebook
-    for n, elem in enumerate(engine._elems):
+    for n, elem in enumerate(engine.elems):
         if config.codebook is None:
             if isinstance(elem, str) and elem == config.elem:
                 return n
@@ -44,18 +44,18 @@ def engine_element(engine, config):
             if elem == config.codebook.n_bits:
                 return n
     raise ValueError(f"The engine has no element choice for "
-                     f"{config.codebook or config.elem!r} (choices {engine._elems!r})")
+                     f"{config.codebook or config.elem!r} (choices {engine.elems!r})")
 
 
 def _check_config(engine, config):
     what = []
-    if config.block != engine._block:
-        what.append(f"block {config.block} (engine {engine._block})")
-    if config.sr_bits != engine._sr_bits:
-        what.append(f"sr_bits {config.sr_bits} (engine {engine._sr_bits})")
-    if config.word_bits != engine._word_bits:
-        what.append(f"word_bits {config.word_bits} (engine {engine._word_bits})")
-    o, eo = config.outliers, engine._outliers
+    if config.block != engine.block:
+        what.append(f"block {config.block} (engine {engine.block})")
+    if config.sr_bits != engine.sr_bits:
+        what.append(f"sr_bits {config.sr_bits} (engine {engine.sr_bits})")
+    if config.word_bits != engine.word_bits:
+        what.append(f"word_bits {config.word_bits} (engine {engine.word_bits})")
+    o, eo = config.outliers, engine.outliers
     if eo.k == 0 and config.k:
         what.append("outliers (the engine keeps none)")
     elif eo.k and (o is None or o.k > eo.k or (o.exp_bits, o.man_bits)
@@ -72,8 +72,8 @@ def engine_descriptor(engine, shape, config):
     from hdl.zero import ZERO_MODE_NAMES
     from .api import pack
     _check_config(engine, config)
-    if not 1 <= len(shape) <= engine._max_ndim:
-        raise ValueError(f"Tensor must have between 1 and {engine._max_ndim} axes, "
+    if not 1 <= len(shape) <= engine.max_ndim:
+        raise ValueError(f"Tensor must have between 1 and {engine.max_ndim} axes, "
                          f"not {len(shape)}")
     element = engine_element(engine, config)
     value = {
@@ -82,13 +82,13 @@ def engine_descriptor(engine, shape, config):
         "seed": config.seed,
         "zero_mode": ZERO_MODE_NAMES[config.zero_mode],
         "ndim": len(shape),
-        "dims": [int(d) for d in shape] + [0] * (engine._max_ndim - len(shape)),
+        "dims": [int(d) for d in shape] + [0] * (engine.max_ndim - len(shape)),
     }
-    if engine._outliers.k:
+    if engine.outliers.k:
         value["outliers"] = config.k
-    if engine._levels_bits is not None:
-        levels = [0] * (1 << engine._levels_bits)
-        if isinstance(engine._elems[element], int):
+    if engine.levels_bits is not None:
+        levels = [0] * (1 << engine.levels_bits)
+        if isinstance(engine.elems[element], int):
             codes = config.codebook.level_codes
             levels[:len(codes)] = codes
         value["levels"] = levels
@@ -100,11 +100,12 @@ def engine_beats(engine, x, *, filler=None):
     end get ``filler`` bit patterns (random ones with a ``numpy.random.Generator``, which the
     engine must ignore; default zeros)."""
     import numpy as np
+    from amaranth.hdl import Shape
     from hdl.compress_engine import compress_beat_layout
     from .api import pack_beats
     from .stimulus import float_bits
     x = np.asarray(x)
-    lanes, fmt = engine._lanes, engine._in_format_name
+    lanes, fmt = engine.lanes, engine.in_format
     if x.size == 0:
         return []
     rows = float_bits(x.reshape(-1, x.shape[-1]), fmt).astype(np.int64)
@@ -112,7 +113,7 @@ def engine_beats(engine, x, *, filler=None):
     if pad:
         fill = np.zeros((rows.shape[0], pad), np.int64)
         if filler is not None:
-            fill = filler.integers(0, 1 << engine._in_format.bits, fill.shape)
+            fill = filler.integers(0, 1 << Shape.cast(compress_beat_layout(fmt, 1)).width, fill.shape)
         rows = np.concatenate([rows, fill], axis=1)
     return pack_beats(compress_beat_layout(fmt, lanes), {"data": rows.reshape(-1, lanes)})
 
@@ -168,13 +169,13 @@ def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
         beats += engine_beats(engine, x, filler=rng)
         if x.size:
             rows = x.size // x.shape[-1]
-            padded_beats += rows * -(-x.shape[-1] // engine._block) * \
-                (engine._block // engine._lanes)
+            padded_beats += rows * -(-x.shape[-1] // engine.block) * \
+                (engine.block // engine.lanes)
         if check:
             # the engine sees the in_format values
-            expected.append(golden.compress(cast_to(x, engine._in_format_name)
+            expected.append(golden.compress(cast_to(x, engine.in_format)
                                             .astype(np.float64), config))
-    w = engine._word_bits
+    w = engine.word_bits
     layout = packer_word_layout(w)
     exp_words = None
     if check:
@@ -198,7 +199,7 @@ def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
     run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs", prefix=f"{simulator}-compress-"))
     stall = max(in_stall, out_stall)
     work = padded_beats + len(frames) * (engine.header_steps + 16) + \
-        (len(exp_words) if exp_words else padded_beats * engine._lanes)
+        (len(exp_words) if exp_words else padded_beats * engine.lanes)
     max_cycles = int(2000 + 20 * work / (1.0 - stall))
     spec = {
         "cfg_beats": [f"{b:x}" for b in descriptors],
