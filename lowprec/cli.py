@@ -94,6 +94,10 @@ def _load_array(path):
         raise UsageError(f"Input file {str(path)!r} is not a .npy array: {error}") from None
     if not isinstance(array, np.ndarray) or array.ndim == 0:
         raise UsageError(f"Input file {str(path)!r} must hold an array with at least one axis")
+    if array.dtype.kind == "V" and array.dtype.itemsize == 2 and array.dtype.fields is None:
+        # NumPy saves an ml_dtypes.bfloat16 array as raw 2-byte records ("|V2")
+        import ml_dtypes
+        array = array.view(ml_dtypes.bfloat16)
     return array
 
 
@@ -152,6 +156,14 @@ def _add_codec_arguments(parser):
                         help="memory word width of the frame (default 32)")
 
 
+def _add_rtl_arguments(parser, core, same):
+    parser.add_argument("--rtl", action="store_true",
+                        help=f"also run the {core} RTL in simulation and fail unless it "
+                             f"produces {same} as the golden model")
+    parser.add_argument("--lanes", type=int, default=4,
+                        help="elements per beat of the simulated core with --rtl (default 4)")
+
+
 def _input_floats(path, in_format=None):
     """The array of ``path`` as ``in_format`` (default: from its dtype; float64 is rounded to
     fp32) and that format's name."""
@@ -172,13 +184,25 @@ def _format_options(args, x):
 
 def cmd_compress(args):
     import golden
-    x, _ = _input_floats(args.input)
+    x, in_format = _input_floats(args.input)
     elem, outliers, codebook = _format_options(args, x)
     config = golden.CompressionConfig(
         elem=elem, block=args.block,
         rounding=args.rounding, seed=args.seed, outliers=outliers, codebook=codebook,
         zero_mode=args.zero_mode, word_bits=args.word_bits)
     frame = golden.compress(x, config)
+    if args.rtl:
+        from sim.compress import compress_rtl
+        _check_rtl_lanes(args.lanes, args.block)
+        rtl, = compress_rtl([(x, config)], check=False, in_format=in_format,
+                            elems=(elem if codebook is None else codebook,), block=args.block,
+                            lanes=args.lanes, sr_bits=config.sr_bits, outliers=outliers,
+                            word_bits=args.word_bits, max_ndim=max(4, x.ndim))
+        same = rtl == frame
+        print(f"RTL == golden: {'yes' if same else 'NO'} ({len(frame)} bytes, "
+              f"CompressionEngine with {args.lanes} lanes)")
+        if not same:
+            return 1
     Path(args.output).write_bytes(frame)
     print(f"{x.size} elements -> {len(frame)} bytes "
           f"({8 * len(frame) / max(x.size, 1):.2f} bits/element, "
@@ -186,12 +210,39 @@ def cmd_compress(args):
     return 0
 
 
+def _check_rtl_lanes(lanes, block):
+    if lanes < 1 or lanes & (lanes - 1) or lanes > block:
+        raise UsageError(f"--lanes must be a power of two from 1 to the block size {block}, "
+                         f"not {lanes}")
+
+
 def cmd_decompress(args):
     import golden
     path = Path(args.input)
     if not path.exists():
         raise UsageError(f"Input file {str(path)!r} does not exist")
-    values = golden.decompress(path.read_bytes())
+    frame = path.read_bytes()
+    values = golden.decompress(frame)
+    if args.rtl:
+        from sim.decompress import decompress_rtl
+        config, shape, _ = golden.decompress_blocks(frame)
+        _check_rtl_lanes(args.lanes, config.block)
+        # The engine's check compares every element with the golden model (fp32 output)
+        # and fails the run otherwise.
+        try:
+            (_, status), = decompress_rtl(
+                [frame], out_format="fp32", lanes=args.lanes,
+                elems=(config.elem if config.codebook is None else config.codebook,),
+                block=config.block, outliers=config.outliers, word_bits=config.word_bits,
+                max_ndim=max(4, len(shape)))
+            same = status["code"] == "OK"
+        except AssertionError as error:
+            print(f"RTL decoder: {str(error).splitlines()[0]}")
+            same = False
+        print(f"RTL == golden: {'yes' if same else 'NO'} ({values.size} elements, "
+              f"DecompressionEngine with {args.lanes} lanes)")
+        if not same:
+            return 1
     np.save(args.output, values.astype(args.dtype))
     return 0
 
@@ -286,6 +337,7 @@ def build_parser():
                    help="where to write the frame")
     _add_format_arguments(c, golden.ELEMENT_IDS)
     _add_codec_arguments(c)
+    _add_rtl_arguments(c, "CompressionEngine", "the same frame bytes")
     c.set_defaults(func=cmd_compress)
 
     dc = commands.add_parser(
@@ -299,6 +351,7 @@ def build_parser():
     dc.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                     help="dtype of the written values (default float32, which holds every "
                          "value quantized from float32/16 input exactly)")
+    _add_rtl_arguments(dc, "DecompressionEngine", "the same values")
     dc.set_defaults(func=cmd_decompress)
 
     r = commands.add_parser(

@@ -163,3 +163,33 @@ def test_report_lists_formats(tensor, capsys):
     out = capsys.readouterr().out
     for name in golden.MX_ELEMENTS + ("e2m1 + 2 outliers", "codebook fitted N=3"):
         assert name in out
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("options", [
+    ["--elem", "e4m3", "--zero-mode", "rle"],
+    ["--codebook", "fit3", "--outliers", "2:3:3", "--word-bits", "64",
+     "--rounding", "stochastic", "--seed", "5"],
+])
+def test_compress_and_decompress_rtl_agree(tmp_path, capsys, options):
+    import ml_dtypes
+    from lowprec.demo import sample_activations
+    x = sample_activations((6, 40)).reshape(2, 3, 40).astype(ml_dtypes.bfloat16)
+    np.save(tmp_path / "x.npy", x)          # saved as |V2, read back as bfloat16
+    frame = tmp_path / "x.bin"
+    assert main(["compress", str(tmp_path / "x.npy"), *options, "--rtl",
+                 "-o", str(frame)]) == 0
+    assert "RTL == golden: yes" in capsys.readouterr().out
+    assert main(["decompress", str(frame), "--rtl", "--lanes", "2",
+                 "-o", str(tmp_path / "q.npy")]) == 0
+    assert "RTL == golden: yes" in capsys.readouterr().out
+    q = np.load(tmp_path / "q.npy")
+    assert q.shape == x.shape
+    assert np.array_equal(q, golden.decompress(frame.read_bytes()).astype(np.float32))
+
+
+def test_rtl_lanes_must_divide_the_block(tensor, tmp_path, capsys):
+    assert main(["compress", str(tensor[1]), "--lanes", "3", "--rtl",
+                 "-o", str(tmp_path / "x.bin")]) == 2
+    assert "--lanes must be a power of two from 1 to the block size 32, not 3" in \
+        capsys.readouterr().err
