@@ -29,9 +29,15 @@ from .outliers import OutlierFormat, check_outliers
 
 
 __all__ = ["ELEMENT_IDS", "CODEBOOK_ID", "MAGIC", "VERSION", "ZERO_MODES", "WORD_BITS",
-           "MAX_NDIM", "CompressionConfig", "FrameError", "BitWriter", "BitReader", "compress",
+           "MAX_NDIM", "SHAPE_PRODUCT_LIMIT", "CompressionConfig", "FrameError", "BitWriter", "BitReader", "compress",
            "decompress", "decompress_blocks", "compression_report", "header_bits",
            "block_bits"]
+
+
+#: A frame's shape must multiply (an axis of 0 counted as 1) to less than this. 2^53: every
+#: element index is exact in float64, and the padded float64 array of any frame, even one with
+#: no elements but huge other axes, is one NumPy can allocate (below 2^63 bytes).
+SHAPE_PRODUCT_LIMIT = 1 << 53
 
 
 #: Element ids (6 bits): the position in this tuple.
@@ -495,8 +501,9 @@ def _read_header(frame):
                                                  _DIM_BITS))
     dims_start = reader.pos
     reader.pos += _DIM_BITS * ndim
-    if math.prod(max(dim, 1) for dim in shape) >= 1 << 62:
-        raise bad(f"shape {shape} too large", dims_start)
+    if math.prod(max(dim, 1) for dim in shape) >= SHAPE_PRODUCT_LIMIT:
+        raise bad(f"shape {shape} too large (the product of its axes, 0 counted as 1, "
+                  f"must be below 2^53)", dims_start)
     codebook = None
     if n:
         levels_start = reader.pos

@@ -14,7 +14,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from golden.codebook import Codebook, LEVEL_BITS, _check_n_bits
-from golden.codec import ELEMENT_IDS, CODEBOOK_ID, MAGIC, VERSION
+from golden.codec import ELEMENT_IDS, CODEBOOK_ID, MAGIC, SHAPE_PRODUCT_LIMIT, VERSION
 from golden.formats import FORMATS
 from golden.mx import check_block
 from golden.outliers import check_outliers
@@ -90,7 +90,7 @@ class DecompressionEngine(wiring.Component):
 
     Checks (``docs/codec.md`` "Decoding and errors", seen in stream order, so a field error may
     be reported for a frame whose CRC is also wrong): magic, version, the header fields
-    (``BAD_FIELD``; the shape product below 2^62 is checked beside the payload and reported
+    (``BAD_FIELD``; the shape product below 2^53 is checked beside the payload and reported
     at the trailer), frames this build cannot decode (``UNSUPPORTED``: word width, block size,
     an element or codebook not among ``elems``, ``K`` above the build's, ``D``/``Mo`` other
     than the build's with ``K > 0``, ``ndim > max_ndim``), the payload (``RECORD_COUNT``,
@@ -289,11 +289,12 @@ class DecompressionEngine(wiring.Component):
             with m.Else():
                 request(DRAIN, W)
 
-        # --- shape product (below 2^62), bit-serial beside the payload -------------------------
+        # --- shape product (below 2^53), bit-serial beside the payload -------------------------
+        limit_bits = SHAPE_PRODUCT_LIMIT.bit_length() - 1
         prod_busy = Signal()
         prod_big = Signal()
-        prod = Signal(62)
-        acc = Signal(62)
+        prod = Signal(limit_bits)
+        acc = Signal(limit_bits)
         prod_axis = Signal(range(max_ndim + 1))
         prod_bit = Signal(5)
         prod_start = Signal()
@@ -310,7 +311,7 @@ class DecompressionEngine(wiring.Component):
             with m.Else():
                 acc_next = Signal(64)
                 m.d.comb += acc_next.eq((acc << 1) + Mux(dim.bit_select(prod_bit, 1), prod, 0))
-                with m.If(acc_next >= (1 << 62)):
+                with m.If(acc_next >= SHAPE_PRODUCT_LIMIT):
                     m.d.sync += [prod_big.eq(1), prod_busy.eq(0)]
                 with m.Elif(prod_bit == 0):
                     m.d.sync += [prod.eq(acc_next), acc.eq(0), prod_bit.eq(31),

@@ -437,23 +437,25 @@ def _set_bits(frame, bit, width, value, word_bits):
 
 def test_shape_product():
     """A frame without elements is still rejected when its shape's product (zeros counted as
-    1) reaches 2^62, and accepted below (build A: three axes, W = 32; dims from bit 108)."""
+    1) reaches 2^53 (``golden.codec.SHAPE_PRODUCT_LIMIT``), and accepted below (build A: three
+    axes, W = 32; dims from bit 108)."""
     config = golden.CompressionConfig(elem="e4m3", block=8, word_bits=32)
     base = golden.compress(np.zeros((0, 3, 5)), config)
-    big = _set_bits(_set_bits(base, 140, 32, 1 << 31, 32), 172, 32, 1 << 31, 32)
-    below = _set_bits(_set_bits(base, 140, 32, 1 << 31, 32), 172, 32, (1 << 31) - 1, 32)
-    # 3 * 2^30 * b against 2^62: b = floor(2^32 / 3) is below, b + 1 above
-    b = (1 << 32) // 3
+    assert golden.codec.SHAPE_PRODUCT_LIMIT == 1 << 53
+    big = _set_bits(_set_bits(base, 140, 32, 1 << 31, 32), 172, 32, 1 << 22, 32)
+    below = _set_bits(_set_bits(base, 140, 32, 1 << 31, 32), 172, 32, (1 << 22) - 1, 32)
+    # 3 * 2^30 * b against 2^53: b = floor(2^23 / 3) is below, b + 1 above
+    b = (1 << 23) // 3
     under = _set_bits(_set_bits(base, 140, 32, 3 << 30, 32), 172, 32, b, 32)
     over = _set_bits(_set_bits(base, 140, 32, 3 << 30, 32), 172, 32, b + 1, 32)
     assert expected_frame(big, out_format="bf16", lanes=2) is None
     assert expected_frame(over, out_format="bf16", lanes=2) is None
-    assert expected_frame(below, out_format="bf16", lanes=2)[0] == (0, 1 << 31, (1 << 31) - 1)
+    assert expected_frame(below, out_format="bf16", lanes=2)[0] == (0, 1 << 31, (1 << 22) - 1)
     assert expected_frame(under, out_format="bf16", lanes=2)[0] == (0, 3 << 30, b)
     results = decompress_rtl([big, base, below, under, over, big], **BUILD_A)
     assert [status["code"] for _, status in results] == \
         ["BAD_FIELD", "OK", "OK", "OK", "BAD_FIELD", "BAD_FIELD"]
-    assert results[2][1]["dims"] == (0, 1 << 31, (1 << 31) - 1)
+    assert results[2][1]["dims"] == (0, 1 << 31, (1 << 22) - 1)
 
 
 def test_verilog():

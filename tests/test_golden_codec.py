@@ -540,3 +540,21 @@ def test_report_with_records_and_specials():
         (h0 * 64 + 2 * 8 + 2 * record + 192 + 64) / 64)
     zero = compression_report(np.zeros(8), CompressionConfig(block=8))
     assert math.isnan(zero["sqnr_db"]) and zero["rmse"] == 0 and zero["entropy_h0"] == 0
+
+
+def test_empty_frame_with_huge_axes_decodes():
+    """A frame without elements whose other axes multiply to just below the limit decodes to
+    an empty array (NumPy can hold it), and one at the limit is a FrameError."""
+    from golden.codec import SHAPE_PRODUCT_LIMIT
+    base = compress(np.zeros((0, 3, 5), np.float32), CompressionConfig(elem="e4m3", block=8))
+    def with_dims(a, b):
+        value = int.from_bytes(base, "little")
+        for start, dim in ((140, a), (172, b)):
+            value &= ~(((1 << 32) - 1) << start)
+            value |= dim << start
+        words = value.to_bytes(len(base), "little")[:-4]
+        return words + zlib.crc32(words).to_bytes(4, "little")
+    assert decompress(with_dims(1 << 31, (SHAPE_PRODUCT_LIMIT >> 31) - 1)).shape == \
+        (0, 1 << 31, (SHAPE_PRODUCT_LIMIT >> 31) - 1)
+    with pytest.raises(FrameError, match=r"too large .* below 2\^53"):
+        decompress(with_dims(1 << 31, SHAPE_PRODUCT_LIMIT >> 31))
