@@ -194,7 +194,7 @@ def encode_mx(x, elem, block=32, rounding="nearest_even", seed=0, *, sr_bits=8):
         scaled = np.where(nan[..., None], 0.0, np.ldexp(blocks, -exponent[..., None]))
     codes = encode_float(scaled, elem, rounding, True, seed, sr_bits=sr_bits)
     scales = np.where(nan, SCALE_NAN, exponent + SCALE_BIAS).astype(np.uint8)
-    return scales, codes.reshape(codes.shape[:-2] + (-1,))
+    return scales, codes.reshape(codes.shape[:-2] + (codes.shape[-2] * codes.shape[-1],))
 
 
 def decode_mx(scales, codes, elem, block=32):
@@ -324,7 +324,9 @@ def encode_blocks(x, elem=None, block=32, rounding="nearest_even", seed=0, *, sr
     record_codes[nan] = 0
     index[nan] = 0
     scales = np.where(nan, SCALE_NAN, exponent + SCALE_BIAS).astype(np.uint8)
-    return Blocks(scales, codes.reshape(codes.shape[:-2] + (-1,)), index.astype(np.uint8),
+    # (an explicit last axis: -1 cannot be inferred for an empty tensor)
+    flat = codes.reshape(codes.shape[:-2] + (codes.shape[-2] * codes.shape[-1],))
+    return Blocks(scales, flat, index.astype(np.uint8),
                   record_codes)
 
 

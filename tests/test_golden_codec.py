@@ -558,3 +558,19 @@ def test_empty_frame_with_huge_axes_decodes():
         (0, 1 << 31, (SHAPE_PRODUCT_LIMIT >> 31) - 1)
     with pytest.raises(FrameError, match=r"too large .* below 2\^53"):
         decompress(with_dims(1 << 31, SHAPE_PRODUCT_LIMIT >> 31))
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 4), (3, 0), (2, 0, 5)])
+@pytest.mark.parametrize("options", [
+    dict(elem="int4"),
+    dict(elem="int4", outliers=OutlierFormat(1, 3, 2)),
+    dict(elem=None, codebook=golden.log(2)),
+    dict(elem=None, codebook=golden.log(2), outliers=OutlierFormat(2, 3, 2)),
+])
+def test_empty_tensors_round_trip(shape, options):
+    """Tensors without elements compress and decompress with every option (an empty tensor
+    with outliers or a codebook once failed in encode_blocks' reshape)."""
+    x = np.zeros(shape, np.float32)
+    frame = compress(x, CompressionConfig(block=16, **options))
+    assert decompress(frame).shape == shape
+    assert golden.quantize_mx(x, block=16, **options).shape == shape
