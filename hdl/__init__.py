@@ -5,8 +5,14 @@ from .codebook import CodebookRounder
 from .mx_quantizer import MXQuantizer, OutlierExtractor, NonUniformEncoder
 from .mx_dequantizer import MXDequantizer, OutlierMerger, NonUniformDecoder
 from .packer import BitPacker, BitUnpacker
+from .frame_params import ZeroMode
+from .zero import ZeroCompressor
+from .unzero import ZeroDecompressor, DecodeError
+from .compress_engine import CompressionEngine
+from .decompress_engine import DecompressionEngine
 
 __all__ = ["RoundingMode", "FloatUnpacker", "FloatRounder", "CodebookRounder",
            "MXQuantizer", "OutlierExtractor", "NonUniformEncoder",
            "MXDequantizer", "OutlierMerger", "NonUniformDecoder", "BitPacker",
-           "BitUnpacker"]
+           "BitUnpacker", "ZeroMode", "ZeroCompressor", "ZeroDecompressor", "DecodeError",
+           "CompressionEngine", "DecompressionEngine"]

@@ -20,53 +20,20 @@ from .float import RoundingMode
 from .mx_layouts import check_block_outliers, check_in_format, check_lanes, levels_layout
 from .mx_quantizer import MXQuantizer
 from .packer import BitPacker, packer_word_layout
-from .zero import ZeroCompressor, ZeroMode, zero_block_layout
+from .frame_params import (ZeroMode, check_elements, check_max_ndim, check_word_bits,
+                           element_code_bits, element_id, element_levels)
+from .zero import ZeroCompressor, zero_block_layout
 
 
 __all__ = ["CompressionEngine", "compress_descriptor_layout", "compress_beat_layout"]
 
 
-def _check_elems(elems):
-    """``elems`` as a tuple of ``(element id, code bits, levels count, elem, codebook)``."""
-    if isinstance(elems, (str, Codebook, int)):
-        elems = (elems,)
-    if not isinstance(elems, (tuple, list)) or not elems:
-        raise ValueError(f"Element choices must be a non-empty tuple of element names, "
-                         f"Codebooks or codebook index widths, not {elems!r}")
-    entries = []
-    for elem in elems:
-        if isinstance(elem, str):
-            if elem not in ELEMENT_IDS:
-                raise ValueError(f"Element choice must be one of {', '.join(ELEMENT_IDS)}, a "
-                                 f"Codebook or a codebook index width, not {elem!r}")
-            entries.append((ELEMENT_IDS.index(elem), FORMATS[elem].bits, 0, elem, None))
-        elif isinstance(elem, Codebook):
-            entries.append((CODEBOOK_ID, elem.bits, len(elem.levels), None, elem))
-        elif isinstance(elem, int) and not isinstance(elem, bool):
-            try:
-                n_bits = _check_n_bits(elem)
-            except (ValueError, TypeError):
-                raise ValueError(f"Codebook index width must be between 1 and 4, "
-                                 f"not {elem!r}") from None
-            entries.append((CODEBOOK_ID, n_bits + 1, 1 << n_bits, None, n_bits))
-        else:
-            raise TypeError(f"Element choice must be an element name, a Codebook or a codebook "
-                            f"index width, not {elem!r}")
-    return tuple(entries)
-
-
-def _check_word_bits(word_bits):
-    if isinstance(word_bits, bool) or word_bits not in (32, 64):
-        raise ValueError(f"Word width must be 32 or 64 bits, not {word_bits!r}")
-    return word_bits
-
-
-def _check_max_ndim(max_ndim):
-    if isinstance(max_ndim, bool) or not isinstance(max_ndim, int) \
-            or not 1 <= max_ndim <= MAX_NDIM:
-        raise ValueError(f"Maximum axis count must be an integer between 1 and {MAX_NDIM}, "
-                         f"not {max_ndim!r}")
-    return max_ndim
+def _element_entries(elems):
+    """``(element id, code bits, levels, elem, codebook)`` of each element choice (``codebook``
+    a :class:`golden.Codebook` or the index width of a loadable one)."""
+    return tuple((element_id(e), element_code_bits(e), element_levels(e),
+                  e if isinstance(e, str) else None, None if isinstance(e, str) else e)
+                 for e in check_elements(elems))
 
 
 def compress_beat_layout(in_format, lanes):
@@ -163,15 +130,15 @@ class CompressionEngine(wiring.Component):
                  outliers=None, word_bits=32, max_ndim=4):
         self._in_format_name = in_format
         self._in_format = check_in_format(in_format)
-        self._entries = _check_elems(elems)
+        self._entries = _element_entries(elems)
         self._elems = tuple(elems) if isinstance(elems, (tuple, list)) else (elems,)
         self._block = check_block(block)
         self._lanes = check_lanes(lanes, self._block)
         check_sr_bits(sr_bits)
         self._sr_bits = sr_bits
         self._outliers = check_block_outliers(outliers, self._block)
-        self._word_bits = _check_word_bits(word_bits)
-        self._max_ndim = _check_max_ndim(max_ndim)
+        self._word_bits = check_word_bits(word_bits)
+        self._max_ndim = check_max_ndim(max_ndim)
         loadable = [e[4] for e in self._entries if isinstance(e[4], int)]
         self._levels_bits = max(loadable) if loadable else None
         self._desc_layout = compress_descriptor_layout(

@@ -21,10 +21,12 @@ from golden.outliers import check_outliers
 from .mx_dequantizer import MXDequantizer
 from .mx_layouts import check_in_format, check_lanes, float_beat_layout
 from .packer import BitUnpacker, packer_word_layout
-from .unzero import DecodeError, ZeroMode, ZeroDecompressor
+from .frame_params import (ZeroMode, check_elements, check_max_ndim, check_word_bits,
+                           element_code_bits)
+from .unzero import DecodeError, ZeroDecompressor
 
 
-__all__ = ["DecompressionEngine", "DecodeError", "status_layout", "check_elements"]
+__all__ = ["DecompressionEngine", "DecodeError", "status_layout"]
 
 
 #: Depth of the queue of per-block tags beside the dequantizers (blocks in flight).
@@ -37,44 +39,6 @@ def status_layout(max_ndim):
     (``max_ndim`` dimensions, axis 0 first, 0 past ``ndim``; meaningful for an ok frame)."""
     return data.StructLayout({"code": DecodeError, "offset": 32, "ndim": 4,
                               "dims": data.ArrayLayout(32, max_ndim)})
-
-
-def check_elements(elems):
-    """The element choices of an engine: a non-empty tuple of element names (from
-    :data:`golden.ELEMENT_IDS`), :class:`golden.Codebook` and codebook index widths (int
-    1..4, levels loaded from each frame's header); no duplicates."""
-    if isinstance(elems, (str, Codebook, int)):
-        elems = (elems,)
-    if not isinstance(elems, (tuple, list)) or not elems:
-        raise ValueError(f"Elements must be a non-empty tuple of element names, Codebooks and "
-                         f"codebook index widths, not {elems!r}")
-    out = []
-    for elem in elems:
-        if isinstance(elem, str):
-            if elem not in ELEMENT_IDS:
-                raise ValueError(f"Element format must be one of {', '.join(ELEMENT_IDS)}, "
-                                 f"not {elem!r}")
-        elif isinstance(elem, Codebook):
-            pass
-        elif isinstance(elem, int) and not isinstance(elem, bool):
-            _check_n_bits(elem)
-        else:
-            raise TypeError(f"Element choice must be an element name, a Codebook or a "
-                            f"codebook index width, not {elem!r}")
-        key = elem.level_codes if isinstance(elem, Codebook) else elem
-        if any((e.level_codes if isinstance(e, Codebook) else e) == key
-               and type(e) is type(elem) for e in out):
-            raise ValueError(f"Element choices must not repeat, but {elem!r} does")
-        out.append(elem)
-    return tuple(out)
-
-
-def _code_bits(elem):
-    if isinstance(elem, str):
-        return FORMATS[elem].bits
-    if isinstance(elem, Codebook):
-        return elem.bits
-    return elem + 1
 
 
 class DecompressionEngine(wiring.Component):
@@ -145,14 +109,8 @@ class DecompressionEngine(wiring.Component):
         self._block = check_block(block)
         self._lanes = check_lanes(lanes, self._block)
         self._outliers = check_outliers(outliers, self._block)
-        if isinstance(word_bits, bool) or word_bits not in (32, 64):
-            raise ValueError(f"Word width must be 32 or 64 bits, not {word_bits!r}")
-        self._word_bits = int(word_bits)
-        if isinstance(max_ndim, bool) or not isinstance(max_ndim, int) \
-                or not 1 <= max_ndim <= 15:
-            raise ValueError(f"Maximum number of axes must be an integer between 1 and 15, "
-                             f"not {max_ndim!r}")
-        self._max_ndim = max_ndim
+        self._word_bits = check_word_bits(word_bits)
+        self._max_ndim = check_max_ndim(max_ndim)
         super().__init__({
             "i": In(stream.Signature(packer_word_layout(self._word_bits))),
             "o": Out(stream.Signature(float_beat_layout(out_format, self._lanes))),
@@ -177,7 +135,7 @@ class DecompressionEngine(wiring.Component):
         max_ndim = self._max_ndim
         elems = self._elems
         n_entries = len(elems)
-        wmax = max(_code_bits(e) for e in elems)
+        wmax = max(element_code_bits(e) for e in elems)
         loadable_bits = max((e for e in elems if isinstance(e, int)
                              and not isinstance(e, bool)), default=0)
 
@@ -252,9 +210,9 @@ class DecompressionEngine(wiring.Component):
         matching = Signal(max(len(fixed), 1))
 
         # (a Mux chain, not an Array: Icarus leaves an always block on a constant index at X)
-        frame_code_bits = C(_code_bits(elems[0]), range(wmax + 1))
+        frame_code_bits = C(element_code_bits(elems[0]), range(wmax + 1))
         for e, elem in enumerate(elems[1:], 1):
-            frame_code_bits = Mux(sel == e, _code_bits(elem), frame_code_bits)
+            frame_code_bits = Mux(sel == e, element_code_bits(elem), frame_code_bits)
         m.d.comb += [
             parser.cfg.zero_mode.eq(zero_mode),
             parser.cfg.code_bits.eq(frame_code_bits),
@@ -572,7 +530,7 @@ class DecompressionEngine(wiring.Component):
                 dq = MXDequantizer(codebook=elem, **kwargs)
             m.submodules[f"dequantizer{e}"] = dq
             dequantizers.append(dq)
-            bits = _code_bits(elem)
+            bits = element_code_bits(elem)
             m.d.comb += [
                 dq.i.valid.eq(blk_valid & (blk_sel == e)),
                 dq.i.payload.scale.eq(blk.scale),

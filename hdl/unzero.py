@@ -15,10 +15,12 @@ from amaranth.lib.wiring import In, Out
 
 from golden.mx import check_block
 from golden.outliers import check_outliers
+from .frame_params import ZeroMode, check_word_bits
+from .mx_layouts import check_lanes
 from .packer import unpacker_request_layout, unpacker_field_layout
 
 
-__all__ = ["DecodeError", "ZeroMode", "ZeroDecompressor", "parser_block_layout",
+__all__ = ["DecodeError", "ZeroDecompressor", "parser_block_layout",
            "parser_config_layout", "parser_command_layout", "parser_error_layout",
            "codes_per_request"]
 
@@ -37,12 +39,6 @@ class DecodeError(enum.Enum, shape=4):
     NONZERO_PADDING = 9     #: header or payload padding not all zero
     CRC_MISMATCH = 10       #: trailer CRC (or its upper half with ``W`` = 64) wrong
     TRAILING_GARBAGE = 11   #: words between the padded payload and the final word
-
-
-class ZeroMode(enum.Enum, shape=2):
-    NONE = 0
-    ZVC = 1
-    RLE = 2
 
 
 def _pow2_floor(n):
@@ -148,18 +144,12 @@ class ZeroDecompressor(wiring.Component):
 
     def __init__(self, *, block, lanes, word_bits, code_bits, outliers=None):
         self._block = check_block(block)
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 \
-                or lanes & (lanes - 1) or lanes > self._block:
-            raise ValueError(f"Lane count must be a power of two between 1 and the block size "
-                             f"{self._block}, not {lanes!r}")
-        if word_bits not in (32, 64) or isinstance(word_bits, bool):
-            raise ValueError(f"Word width must be 32 or 64 bits, not {word_bits!r}")
         if isinstance(code_bits, bool) or not isinstance(code_bits, int) \
                 or not 1 <= code_bits <= 16:
             raise ValueError(f"Code width must be an integer between 1 and 16, "
                              f"not {code_bits!r}")
-        self._lanes = lanes
-        self._word_bits = word_bits
+        self._lanes = check_lanes(lanes, self._block)
+        self._word_bits = check_word_bits(word_bits)
         self._code_bits = code_bits
         self._outliers = check_outliers(outliers, self._block)
         self._group = codes_per_request(block=self._block, lanes=lanes, word_bits=word_bits,

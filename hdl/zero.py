@@ -8,26 +8,16 @@ are exactly the block's bits in the frame for the zero mode ``none``, ``zvc`` or
 
 
 from amaranth.hdl import *
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.mx import check_block
 from .mx_layouts import check_block_outliers, check_lanes, record_layout
+from .frame_params import ZeroMode, ZERO_MODE_NAMES, check_word_bits
 from .packer import packer_field_layout
 
 
-__all__ = ["ZeroMode", "ZeroCompressor", "zero_block_layout", "zero_config_layout"]
-
-
-class ZeroMode(enum.Enum, shape=2):
-    """Zero mode of a frame, as :data:`golden.codec.ZERO_MODES` (the header's code)."""
-    NONE = 0
-    ZVC  = 1
-    RLE  = 2
-
-
-#: Zero mode names of :class:`golden.CompressionConfig` and their :class:`ZeroMode`.
-ZERO_MODE_NAMES = {"none": ZeroMode.NONE, "zvc": ZeroMode.ZVC, "rle": ZeroMode.RLE}
+__all__ = ["ZeroCompressor", "zero_block_layout", "zero_config_layout"]
 
 
 def _check_element_bits(element_bits):
@@ -38,12 +28,6 @@ def _check_element_bits(element_bits):
         raise ValueError(f"Element code width must be an integer between 1 and 16, or a "
                          f"non-empty tuple of them, not {element_bits!r}")
     return widths
-
-
-def _check_word_bits(word_bits):
-    if isinstance(word_bits, bool) or word_bits not in (32, 64):
-        raise ValueError(f"Word width must be 32 or 64 bits, not {word_bits!r}")
-    return word_bits
 
 
 def zero_block_layout(code_bits, block, outliers=None):
@@ -148,7 +132,7 @@ class ZeroCompressor(wiring.Component):
         self._block = check_block(block)
         self._lanes = check_lanes(lanes, self._block)
         self._outliers = check_block_outliers(outliers, self._block)
-        self._word_bits = _check_word_bits(word_bits)
+        self._word_bits = check_word_bits(word_bits)
         k = self._outliers.k
         lb = self._block.bit_length() - 1
         self._record_bits = (lb + self._outliers.record_format.bits) if k else 0

@@ -69,7 +69,7 @@ def _check_config(engine, config):
 def engine_descriptor(engine, shape, config):
     """The packed ``cfg`` payload of a frame of ``shape`` compressed with ``config``."""
     from hdl.float import ROUNDING_NAMES
-    from hdl.zero import ZERO_MODE_NAMES
+    from hdl.frame_params import ZERO_MODE_NAMES
     from .api import pack
     _check_config(engine, config)
     if not 1 <= len(shape) <= engine.max_ndim:

@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 import golden
 from golden import OutlierFormat, CompressionConfig
 from golden.codec import _block_fields
-from hdl.zero import ZeroCompressor, ZERO_MODE_NAMES
+from hdl.frame_params import ZERO_MODE_NAMES
+from hdl.zero import ZeroCompressor
 from references import LONG
 
 
@@ -342,9 +343,9 @@ def test_engine_throughput(lanes, mode):
     ({"outliers": "k=2"}, TypeError, r"Outliers must be an OutlierFormat or None"),
     ({"word_bits": 16}, ValueError, r"Word width must be 32 or 64 bits, not 16"),
     ({"word_bits": True}, ValueError, r"Word width must be 32 or 64 bits, not True"),
-    ({"max_ndim": 0}, ValueError, r"Maximum axis count must be an integer between 1 and 15, "
+    ({"max_ndim": 0}, ValueError, r"Maximum number of axes must be an integer between 1 and 15, "
                                   r"not 0"),
-    ({"max_ndim": 16}, ValueError, r"Maximum axis count must be an integer between 1 and 15, "
+    ({"max_ndim": 16}, ValueError, r"Maximum number of axes must be an integer between 1 and 15, "
                                    r"not 16"),
 ])
 def test_engine_parameter_errors(params, error, match):

@@ -162,8 +162,8 @@ def corrupt(frame, word_bits, rng):
 
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(out_format="fp8"), ValueError, "Output format must be one of"),
-    (dict(elems=()), ValueError, "Elements must be a non-empty tuple"),
-    (dict(elems=("e4m3", "fp16")), ValueError, "Element format must be one of"),
+    (dict(elems=()), ValueError, "Element choices must be a non-empty tuple"),
+    (dict(elems=("e4m3", "fp16")), ValueError, "Element choice must be one of"),
     (dict(elems=(1.5,)), TypeError, "Element choice must be"),
     (dict(elems=("e4m3", "e4m3")), ValueError, "must not repeat"),
     (dict(elems=(2, 2)), ValueError, "must not repeat"),
