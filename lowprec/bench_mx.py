@@ -56,6 +56,22 @@ def register_all():
                        params, quick=word_bits == 32)
         bench.register(f"bit-unpacker-w{word_bits}",
                        lambda params=params: BitUnpacker(**params), params, quick=False)
+    # the engines (issue 4): a small one-lane build and a four-lane build with two element
+    # choices and outliers; elements/s is the peak rate (lanes a cycle, see docs/cores.md)
+    from hdl import CompressionEngine, DecompressionEngine
+    small = {"elems": ("e4m3",), "block": 32, "lanes": 1, "word_bits": 32}
+    wide = {"elems": ("e4m3", "e2m1"), "block": 32, "lanes": 4, "word_bits": 64,
+            "outliers": golden.OutlierFormat(2, 4, 3)}
+    for name, params in (("e4m3-x1-w32", small), ("e4m3+e2m1-k2-x4-w64", wide)):
+        quick = params is small
+        cparams = {"in_format": "bf16", **params}
+        bench.register(f"compression-engine-bf16-{name}",
+                       lambda cparams=cparams: CompressionEngine(**cparams), cparams,
+                       elements_per_cycle=params["lanes"], quick=quick)
+        dparams = {"out_format": "bf16", **params}
+        bench.register(f"decompression-engine-bf16-{name}",
+                       lambda dparams=dparams: DecompressionEngine(**dparams), dparams,
+                       elements_per_cycle=params["lanes"], quick=quick)
     bench.EXTRA_SECTIONS.extend([golden_speed, simulator_speed, tradeoffs.section,
                                 compression.compression_section])
 
