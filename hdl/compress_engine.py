@@ -52,8 +52,12 @@ def compress_descriptor_layout(*, elem_count=1, max_outliers=0, levels_bits=None
     - ``levels``: ``2^N`` codebook levels (9 bits each, units of 2^-8), when an element choice
       is a loadable codebook (``N`` the widest such; a narrower one takes the first levels);
     - ``ndim`` (1..``max_ndim``) and ``dims`` (``max_ndim`` 32-bit sizes, axis 0 first; those
-      from ``ndim`` on are ignored). ``ndim`` 0 makes a frame without blocks whose header a
-      decoder rejects; larger than ``max_ndim`` is not supported (the shape read is wrong).
+      from ``ndim`` on are ignored).
+
+    A field outside its range (an ``element`` past the choices, ``K`` above the build's, zero
+    mode 3, ``ndim`` 0 or above ``max_ndim``) makes the descriptor malformed: the engine pulses
+    ``cfg_error`` and replaces each bad field (element 0, ``K`` = k, zero mode ``none``,
+    ``ndim`` 1 or ``max_ndim``), so the frame it writes is still well formed.
     """
     fields = {"element": range(elem_count), "rounding": RoundingMode, "seed": 32}
     if max_outliers:
@@ -114,6 +118,9 @@ class CompressionEngine(wiring.Component):
         Element beats.
     o : Out(stream.Signature(packer_word_layout(word_bits)))
         Frame words, ``last`` on each frame's CRC word.
+    cfg_error : Out(1)
+        High for one cycle after a malformed descriptor was taken (see
+        :func:`compress_descriptor_layout`).
 
     Throughput: ``min(lanes elements, W bits of frame)`` a cycle while ``o`` is ready, apart
     from the per-frame costs: the header (:attr:`header_steps` cycles, ``6 + max_ndim + 2^N``
@@ -148,6 +155,7 @@ class CompressionEngine(wiring.Component):
             "cfg": In(stream.Signature(self._desc_layout)),
             "i":   In(stream.Signature(compress_beat_layout(in_format, self._lanes))),
             "o":   Out(stream.Signature(packer_word_layout(self._word_bits))),
+            "cfg_error": Out(1),
         })
 
     @property
@@ -219,6 +227,32 @@ class CompressionEngine(wiring.Component):
             m.submodules[f"quantizer{n}"] = q
             quantizers.append(q)
 
+        # ---- Malformed descriptors: flagged, then each bad field replaced by the nearest valid
+        # value, so that everything downstream only ever sees a well-formed frame.
+        cfg_in = self.cfg.payload
+        desc_ok = Signal(desc_layout)
+        bad = []
+        m.d.comb += desc_ok.eq(cfg_in)
+        if len(entries) & (len(entries) - 1):
+            bad.append(Value.cast(cfg_in.element) >= len(entries))
+            with m.If(bad[-1]):
+                m.d.comb += desc_ok.element.eq(0)
+        if k and (k + 1) & k:
+            bad.append(Value.cast(cfg_in.outliers) > k)
+            with m.If(bad[-1]):
+                m.d.comb += desc_ok.outliers.eq(k)
+        bad.append(Value.cast(cfg_in.zero_mode) == 3)
+        with m.If(bad[-1]):
+            m.d.comb += desc_ok.zero_mode.eq(ZeroMode.NONE)
+        bad.append(Value.cast(cfg_in.ndim) == 0)
+        with m.If(bad[-1]):
+            m.d.comb += desc_ok.ndim.eq(1)
+        if (max_ndim + 1) & max_ndim:
+            bad.append(Value.cast(cfg_in.ndim) > max_ndim)
+            with m.If(bad[-1]):
+                m.d.comb += desc_ok.ndim.eq(max_ndim)
+        m.d.sync += self.cfg_error.eq(self.cfg.valid & self.cfg.ready & Cat(*bad).any())
+
         # Descriptors between the front and the back: a queue of two registers (the head is
         # the back's next frame). amaranth.lib.fifo.SyncFIFOBuffered(depth=2) is not used:
         # under Icarus 11 the engine took the wrong descriptor from it, and alone its r_rdy
@@ -233,14 +267,14 @@ class CompressionEngine(wiring.Component):
             with m.If(tail_valid):
                 m.d.sync += [head.eq(tail), tail_valid.eq(0)]
             with m.Elif(push):
-                m.d.sync += head.eq(self.cfg.payload)
+                m.d.sync += head.eq(desc_ok)
             with m.Else():
                 m.d.sync += head_valid.eq(0)
         with m.Elif(push):
             with m.If(head_valid):
-                m.d.sync += [tail.eq(self.cfg.payload), tail_valid.eq(1)]
+                m.d.sync += [tail.eq(desc_ok), tail_valid.eq(1)]
             with m.Else():
-                m.d.sync += [head.eq(self.cfg.payload), head_valid.eq(1)]
+                m.d.sync += [head.eq(desc_ok), head_valid.eq(1)]
 
         # ---- Front: descriptors in, beats (with row padding) into the chosen quantizer.
         fdesc = Signal(desc_layout)
@@ -251,7 +285,7 @@ class CompressionEngine(wiring.Component):
         outer = [Signal(32, name=f"outer{a}") for a in range(max_ndim - 1)]
         index = [Signal(32, name=f"index{a}") for a in range(max_ndim - 1)]
 
-        desc_in = self.cfg.payload
+        desc_in = desc_ok
         taken = Signal()
         m.d.comb += [
             self.cfg.ready.eq(~running & ~tail_valid),

@@ -388,3 +388,73 @@ def test_descriptor_errors():
     with pytest.raises(ValueError, match=r"between 1 and 4 axes, not 5"):
         engine_descriptor(engine, (1, 1, 1, 1, 1), CompressionConfig(block=8,
                           outliers=OutlierFormat(0, 3, 2)))
+
+
+# ---- malformed descriptors ---------------------------------------------------------------------
+
+def test_malformed_descriptors_are_flagged_and_replaced():
+    """Fields outside their range pulse ``cfg_error`` once and are replaced (element 0, K = k,
+    zero mode none, ndim 1 or max_ndim): the frame written is golden.compress of the replaced
+    configuration. A valid descriptor does not pulse. (Amaranth simulator: it watches the
+    ``cfg_error`` output; frames without elements, so no beats are needed.)"""
+    from amaranth.hdl import Shape
+    from amaranth.sim import Simulator
+    from sim.compress import engine_descriptor
+
+    outliers = OutlierFormat(2, 3, 2)
+    engine = CompressionEngine(in_format="fp16", elems=("e4m3", "e2m1", "int4"), block=8,
+                               lanes=2, outliers=outliers, word_bits=32, max_ndim=4)
+    layout = engine.descriptor_layout
+
+    def patched(shape, config, **fields):
+        value = engine_descriptor(engine, shape, config)
+        for name, raw in fields.items():
+            field = layout[name]
+            width = Shape.cast(field.shape).width
+            value &= ~(((1 << width) - 1) << field.offset)
+            value |= raw << field.offset
+        return value
+
+    good = CompressionConfig(elem="e2m1", block=8, zero_mode="rle", outliers=OutlierFormat(1, 3, 2))
+    fixed = CompressionConfig(elem="e4m3", block=8, zero_mode="none", outliers=outliers)
+    cases = [  # (descriptor, expected frame, flagged)
+        (patched((0,), good), golden.compress(np.zeros((0,), np.float32), good), False),
+        (patched((0,), good, element=3, outliers=3, zero_mode=3),
+         golden.compress(np.zeros((0,), np.float32), fixed), True),
+        (patched((0,), good, ndim=0), golden.compress(np.zeros((0,), np.float32), good), True),
+        (patched((0, 1, 1, 1), good, ndim=6),
+         golden.compress(np.zeros((0, 1, 1, 1), np.float32), good), True),
+        (patched((0, 5), good), golden.compress(np.zeros((0, 5), np.float32), good), False),
+    ]
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    words, errors = [], []
+
+    async def testbench(ctx):
+        ctx.set(engine.o.ready, 1)
+        for descriptor, _, _ in cases:
+            ctx.set(engine.cfg.valid, 1)
+            ctx.set(engine.cfg.payload, layout.from_bits(descriptor))
+            await ctx.tick().until(engine.cfg.ready)
+            ctx.set(engine.cfg.valid, 0)
+        await ctx.tick().repeat(400)
+
+    async def watch(ctx):
+        async for clk_edge, rst, o_valid, o_word, error in ctx.tick().sample(
+                engine.o.valid, engine.o.payload, engine.cfg_error):
+            if o_valid:
+                words.append((int(o_word.word), int(o_word.last)))
+            if error:
+                errors.append(len(words))
+
+    sim.add_testbench(testbench)
+    sim.add_process(watch)
+    sim.run()
+    frames, current = [], []
+    for word, last in words:
+        current.append(word.to_bytes(4, "little"))
+        if last:
+            frames.append(b"".join(current))
+            current = []
+    assert frames == [expected for _, expected, _ in cases]
+    assert len(errors) == sum(flagged for _, _, flagged in cases)
