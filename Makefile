@@ -6,13 +6,14 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.lowprec-installed
 JOBS       ?= 2
 
-.PHONY: all deps iverilog test test-long demo bench verilator clean help
+.PHONY: all deps iverilog test test-long demo bench verilator clean help formal
 
 help:
 	@echo "make test       install everything missing, then run the test suite"
 	@echo "make demo       quantize the built-in activation sample to every MX format (golden + RTL)"
 	@echo "make bench      synthesis/place-and-route figures, golden and simulator speed"
 	@echo "make test-long  the long randomized sweeps (LOWPREC_LONG=1)"
+	@echo "make formal     formal proofs of the bit packer/unpacker (SymbiYosys, z3; LOWPREC_LONG=1 adds deeper ones)"
 
 all: test
 
@@ -41,6 +42,9 @@ test: deps
 
 test-long: deps
 	LOWPREC_LONG=1 $(PY) -m pytest -n $(JOBS) -q
+
+formal: deps
+	$(PY) -m formal
 
 demo: deps
 	$(VENV)/bin/lowprec demo
