@@ -69,6 +69,18 @@ def test_demo_golden_only(capsys):
     out = capsys.readouterr().out
     for elem in golden.MX_ELEMENTS:
         assert f"\n{elem} " in out
+    assert "Activation compression" in out and "\ne2m1 +2 outliers, rle " in out
+
+
+@pytest.mark.cocotb
+def test_compression_demo_rtl_agrees(capsys):
+    """The demo's compression table with both RTL engines on two rows: every frame's bytes and
+    values agree with the golden model."""
+    from lowprec.demo import run_compression_demo, sample_activations
+    x = sample_activations((2, 96))
+    assert run_compression_demo(x, rtl=True, rtl_rows=2) == 0
+    out = capsys.readouterr().out
+    assert out.count("yes") == 10 and "NO" not in out
 
 
 def test_quantize_with_outliers_and_codebook(tensor, tmp_path):
