@@ -84,8 +84,8 @@ class _StallCorrupt(wiring.Component):
 
 
 class PackerStreamHarness(_Harness):
-    """BitPacker as a stream source (on ``o``) and a stream sink that keeps its payload
-    (``i.ready`` once low stays low until ``o`` moves, checked only through ``o``).
+    """BitPacker as a stream source on ``o``, fields from a free environment that obeys the
+    stream rules.
 
     Asserts the stream rule on ``o``; assumes it on ``i``. Covers: a word taken after a stall,
     a word with ``last`` taken after a stall, and one field completing two words (a flush
@@ -93,7 +93,7 @@ class PackerStreamHarness(_Harness):
 
     def __init__(self, *, word_bits, max_field_bits, mutation=None):
         super().__init__()
-        if mutation not in (None, "stall_corrupt"):
+        if mutation not in (None, "stall_corrupt", "unreachable_cover"):
             raise ValueError(f"Unknown packer stream mutation {mutation!r}")
         self.word_bits = word_bits
         self.max_field_bits = max_field_bits
@@ -134,6 +134,12 @@ class PackerStreamHarness(_Harness):
                      took_field.eq(dut.i.valid & dut.i.ready)]
         m.d.comb += Cover(took_word & ~took_field & out.valid,
                           "second_word_of_one_field")
+        if self.mutation == "unreachable_cover":
+            # Test-only: a cover that no trace reaches (a register that stays 0), so that a
+            # cover run is seen to fail when a cover is not reached.
+            never = Signal()
+            m.d.sync += never.eq(never)
+            m.d.comb += Cover(never, "unreachable")
         return m
 
 
