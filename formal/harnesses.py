@@ -26,7 +26,7 @@ proof must fail: that the checks can fail at all is itself tested.
 """
 
 from amaranth.hdl import *
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 
 from hdl.packer import BitPacker, BitUnpacker
 
@@ -226,10 +226,10 @@ class RoundTripHarness(_Harness):
     masked to its width, ``last`` is as expected (the field ends on the frame's final word
     boundary, or the padding request) and ``truncated`` is low.
 
-    Assumed: no ``last`` field of width 0 at a word boundary. The packer sends
-    an all-zero word to carry ``last`` there, and the unpacker has no request that consumes
-    such a word below ``max_field_bits = W`` (a zero-width ``align`` request at a word
-    boundary skips nothing); with ``allow_empty_last=True`` the proof shows this.
+    Assumed: no ``last`` field of width 0 at a word boundary. The packer sends an all-zero
+    word to carry ``last`` there, and no unpacker request skips that word and answers with
+    ``last`` (a zero-width ``align`` request at a word boundary skips nothing; only a
+    truncating read drops it); with ``allow_empty_last=True`` the round trip fails on it.
 
     ``values="free"``: every field value is free. ``values="one_hot"`` (for deeper bounds, the
     solver time being mostly in the data): one field of the solver's choice carries a single
@@ -307,7 +307,6 @@ class RoundTripHarness(_Harness):
         # --- shadow FIFO of the fields taken --------------------------------------------------
         entry_layout = {"value": f, "width": range(f + 1), "align": 1, "exp_last": 1,
                         "pad": 1, "straddle": 1}
-        from amaranth.lib import data
         layout = data.StructLayout(entry_layout)
         entries = Array(Signal(layout, name=f"entry{k}") for k in range(depth))
         wr = Signal(range(depth))

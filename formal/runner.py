@@ -155,7 +155,11 @@ def run_proof(proof, workdir=DEFAULT_WORKDIR, timeout=None):
         status = match.group(1).lower() if match else "error"
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGTERM)
-        log, _ = process.communicate()
+        try:
+            log, _ = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            log, _ = process.communicate()
         status = "timeout"
     seconds = time.monotonic() - start
     return Result(proof, status, seconds, sby.parent / proof.name, log)
