@@ -481,21 +481,38 @@ class CompressionEngine(wiring.Component):
         if k:
             m.d.comb += zero.cfg.outliers.eq(bdesc.outliers)
 
-        # Fields into the packer.
-        m.d.comb += [
-            packer.i.valid.eq(in_header | in_trailer | (in_blocks & zero.o.valid)),
-            zero.o.ready.eq(in_blocks & packer.i.ready),
-            packer.i.payload.value.eq(Mux(in_blocks, zero.o.payload.value,
-                                          Mux(in_trailer, crc.crc, header_value))),
-            packer.i.payload.width.eq(Mux(in_blocks, zero.o.payload.width,
-                                          Mux(in_trailer, w_bits, header_width))),
-            packer.i.payload.flush.eq(Mux(in_blocks, zero.o.payload.last, header_flush)),
-            packer.i.payload.last.eq(in_trailer),
-        ]
+        # Fields into the packer, through a register: the choice among header, blocks and
+        # trailer (and the compressor's field) is then not in front of the packer's shift in
+        # the same cycle. `field_in`: a field goes into the register (the back advances).
+        src_valid = Signal()
+        field_ready = Signal()
         field_in = Signal()
+        field = Signal(packer.i.payload.shape())
+        field_valid = Signal()
+        m.d.comb += [
+            src_valid.eq(in_header | in_trailer | (in_blocks & zero.o.valid)),
+            field_ready.eq(~field_valid | packer.i.ready),
+            field_in.eq(src_valid & field_ready),
+            zero.o.ready.eq(in_blocks & field_ready),
+            packer.i.valid.eq(field_valid),
+            packer.i.payload.eq(field),
+        ]
+        with m.If(field_in):
+            m.d.sync += [
+                field.value.eq(Mux(in_blocks, zero.o.payload.value,
+                                   Mux(in_trailer, crc.crc, header_value))),
+                field.width.eq(Mux(in_blocks, zero.o.payload.width,
+                                   Mux(in_trailer, w_bits, header_width))),
+                field.flush.eq(Mux(in_blocks, zero.o.payload.last, header_flush)),
+                field.last.eq(in_trailer),
+                field_valid.eq(1),
+            ]
+        with m.Elif(packer.i.ready):
+            m.d.sync += field_valid.eq(0)
+        packer_in = Signal()
         word_out = Signal()
         m.d.comb += [
-            field_in.eq(packer.i.valid & packer.i.ready),
+            packer_in.eq(packer.i.valid & packer.i.ready),
             word_out.eq(packer.o.valid & packer.o.ready),
         ]
         # Mirror of the packer's fill, to know when every word of the frame has left.
@@ -509,7 +526,7 @@ class CompressionEngine(wiring.Component):
             rest.eq(total[:len(rest)]),
             pad_word.eq(closes & (rest != 0)),
         ]
-        with m.If(field_in):
+        with m.If(packer_in):
             m.d.sync += [
                 fill.eq(Mux(closes, 0, rest)),
                 owed.eq(owed + total[len(rest)] + pad_word - word_out),
@@ -532,7 +549,7 @@ class CompressionEngine(wiring.Component):
                 with m.If(field_in & zero.o.payload.last):
                     m.d.sync += state.eq(DRAIN)
             with m.Case(DRAIN):
-                with m.If(owed == 0):
+                with m.If((owed == 0) & ~field_valid):
                     m.d.sync += state.eq(TRAILER)
             with m.Case(TRAILER):
                 with m.If(field_in):

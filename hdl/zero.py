@@ -89,16 +89,19 @@ class ZeroCompressor(wiring.Component):
     has the block prefix in front: the E8M0 scale, the record count (``ceil(log2(K+1))``
     bits, value ``K``), the ``K`` records (index, code), then the ``B``-bit non-zero mask
     (``zvc``) or the ``lb + 1``-bit non-zero count (``rle``). A zero is the code 0 (the code of
-    -0 is not zero). The units go into a bit buffer (``unit bits + W`` wide) from which whole
-    ``W``-bit fields leave, one a cycle; a frame's final field carries the rest (0..W bits)
-    and ``last``. Concatenated LSB-first, the fields of a frame are exactly its blocks' bits.
+    -0 is not zero). A unit is formed into a register (with a spare one behind it, so that
+    ``i.ready`` does not depend on ``o.ready``) and appended in a later cycle to a bit buffer
+    (``unit bits + W`` wide) from which whole ``W``-bit fields leave, one a cycle; a frame's
+    final field carries the rest (0..W bits) and ``last``. Concatenated LSB-first, the fields
+    of a frame are exactly its blocks' bits.
 
     Throughput: one unit (``lanes`` codes) a cycle as long as the output keeps up, i.e.
     ``min(lanes codes, W bits)`` a cycle: a block every ``B / lanes`` cycles (the quantizer's
     rate) whenever its bits average at most ``W`` a group; incompressible blocks (e.g. ``none``
     with ``lanes * w > W``) leave at ``W`` bits a cycle. A frame's end costs the cycles of
-    its last partial field. Latency: a block's first bits are in the buffer 2 cycles after
+    its last partial field. Latency: a block's first bits are in the buffer 3 cycles after
     the block is taken; a field leaves once ``W`` bits are pending (or at the frame's end).
+    ``o.valid`` and ``o.payload`` come from registers (``width`` through one mux).
 
     Parameters
     ----------
@@ -177,48 +180,126 @@ class ZeroCompressor(wiring.Component):
         group = Signal(range(groups))
         run = Signal(range(block + 1))      # rle: zero codes since the last non-zero one
 
-        # ---- The bit buffer: units (a group, with the prefix for group 0) are appended to the
-        # pending bits; whole fields of W bits leave from the bottom, and a frame's final field
-        # takes the rest (with `last`).
+        # ---- The unit register: the next unit (a group, with the prefix for group 0) is
+        # formed from `blk` in one cycle and appended to the bit buffer in a later one, so that
+        # forming it (compaction, prefix selection) and shifting it into place are not one
+        # path. A spare register behind it (a skid buffer) takes a unit formed while the unit
+        # register cannot be emptied, so that forming the next unit (and `i.ready`) depends on
+        # registers only, not on the output's ready through the bit buffer: still one unit a
+        # cycle.
+        unit = Signal(unit_bits)
+        unit_bits_ = Signal(range(unit_bits + 1))
+        unit_last = Signal()                # the unit ends its frame
+        unit_valid = Signal()
+        spare = Signal(unit_bits)
+        spare_bits = Signal(range(unit_bits + 1))
+        spare_last = Signal()
+        spare_valid = Signal()
+
+        # ---- The bit buffer: units are appended to the pending bits; whole fields of W bits
+        # leave from the bottom, and a frame's final field takes the rest (with `last`).
         capacity = unit_bits + field
         acc = Signal(capacity)
         pending = Signal(range(capacity + 1))
         ending = Signal()                   # the frame's final unit is in: send the rest
 
-        full_field = Signal()
+        # Registers kept with `pending` and `ending` (set from their next values), so that the
+        # field offered on `o` is registers or one mux away from them: the packer behind
+        # shifts it further in the same cycle.
+        full_field = Signal()               # pending >= W
+        final = Signal()                    # ending & (pending <= W): the field is the last
         m.d.comb += [
-            full_field.eq(pending >= field),
             self.o.valid.eq(full_field | ending),
             self.o.payload.value.eq(acc[:field]),
             self.o.payload.width.eq(Mux(full_field, field, pending)),
             self.o.payload.flush.eq(0),
-            self.o.payload.last.eq(ending & (pending <= field)),
+            self.o.payload.last.eq(final),
         ]
         sent = Signal()
-        kept = Signal(capacity)
-        kept_count = Signal(range(capacity + 1))
-        m.d.comb += [
-            sent.eq(self.o.valid & self.o.ready),
-            kept.eq(Mux(sent, acc >> field, acc)),
-            kept_count.eq(Mux(sent, Mux(full_field, pending - field, 0), pending)),
-        ]
+        m.d.comb += sent.eq(self.o.valid & self.o.ready)
+        # A unit goes in at bit `pending` (a register), whatever the output does in the same
+        # cycle; a field leaving then shifts the sum down by W. So the output's ready only
+        # selects between finished values instead of steering the unit's shift (the sum is W
+        # bits wider than the buffer for that: it holds the leaving field too).
         load = Signal()
-        finishing = Signal()                # the block's final group is loaded now
+        merged = Signal(capacity + field)
+        # The bit counts after this cycle for each case (a unit in or not, a field out or
+        # not), all from registers; load and send only select among them.
+        with_unit = Signal(range(capacity + unit_bits + 1))
+        m.d.comb += with_unit.eq(pending + unit_bits_)
+        m.d.comb += [
+            # The unit must fit in what stays after this cycle's field, if one leaves. A
+            # frame's final unit waits for a stalled field, so that the field's `last` cannot
+            # change while it is offered. (While `ending` no unit goes in, so a field that
+            # leaves with a unit is a whole one.)
+            load.eq(unit_valid & ~ending &
+                    ((with_unit <= capacity) | (sent & (with_unit <= capacity + field))) &
+                    (~unit_last | ~self.o.valid | self.o.ready)),
+            merged.eq(acc | (unit << pending)[:capacity + field]),
+        ]
+        after = Signal(capacity + field)
+        m.d.comb += after.eq(Mux(load, merged, acc))
+        # (A frame's final field, fewer than W bits, leaves with no unit coming in: `ending`;
+        # the buffer is then empty.)
+        cases = {}                          # (load, sent) -> bits pending after this cycle
+        for unit_in in (0, 1):
+            count = with_unit if unit_in else pending
+            for out in (0, 1):
+                n = Signal(range(capacity + field + 1), name=f"count_{unit_in}{out}")
+                m.d.comb += n.eq(Mux(full_field, count - field, 0) if out else count)
+                cases[(unit_in, out)] = n
+        next_pending = Signal(range(capacity + 1))
+        next_full = Signal()
+        next_small = Signal()               # next_pending <= W
+        next_ending = Signal()
+
+        def pick(f):
+            return Mux(load, Mux(sent, f(cases[(1, 1)]), f(cases[(1, 0)])),
+                       Mux(sent, f(cases[(0, 1)]), f(cases[(0, 0)])))
+        m.d.comb += [
+            next_pending.eq(pick(lambda n: n)),
+            next_full.eq(pick(lambda n: n >= field)),
+            next_small.eq(pick(lambda n: n <= field)),
+            next_ending.eq(Mux(load, unit_last, ending & ~(sent & final))),
+        ]
+        m.d.sync += [
+            acc.eq(Mux(sent, after >> field, after[:capacity])),
+            pending.eq(next_pending),
+            ending.eq(next_ending),
+            full_field.eq(next_full),
+            final.eq(next_ending & next_small),
+        ]
+
+        advance = Signal()                  # the next unit goes into the unit register
+        finishing = Signal()                # the block's final group goes in now
         next_unit = Signal(unit_bits)
         next_bits = Signal(range(unit_bits + 1))
         next_last = Signal()                # the next unit ends its frame
         m.d.comb += [
             next_last.eq(blk.last & (group == groups - 1)),
-            # A frame's final unit waits for a stalled field, so that the field's `last`
-            # cannot change while it is offered.
-            load.eq(blk_valid & ~ending & (kept_count + next_bits <= capacity) &
-                    (~next_last | ~self.o.valid | self.o.ready)),
-            finishing.eq(load & (group == groups - 1)),
+            advance.eq(blk_valid & ~spare_valid),
+            finishing.eq(advance & (group == groups - 1)),
             self.i.ready.eq(~blk_valid | finishing),
         ]
+        with m.If(load | ~unit_valid):
+            # The unit register takes the spare unit, else the one formed now (if any).
+            m.d.sync += [
+                unit.eq(Mux(spare_valid, spare, next_unit)),
+                unit_bits_.eq(Mux(spare_valid, spare_bits, next_bits)),
+                unit_last.eq(Mux(spare_valid, spare_last, next_last)),
+                unit_valid.eq(spare_valid | advance),
+                spare_valid.eq(0),
+            ]
+        with m.Elif(advance):
+            m.d.sync += [
+                spare.eq(next_unit),
+                spare_bits.eq(next_bits),
+                spare_last.eq(next_last),
+                spare_valid.eq(1),
+            ]
 
         # ---- The next unit, from the group's codes (always the low `lanes` codes of `blk`,
-        # which shifts down a group at every load).
+        # which shifts down a group as each unit is formed).
         codes = [blk.codes[lane] for lane in range(lanes)]
         nonzero = [code != 0 for code in codes]
         runs = []
@@ -281,14 +362,8 @@ class ZeroCompressor(wiring.Component):
             next_unit.eq(Mux(group == 0, first_unit, content)),
             next_bits.eq(Mux(group == 0, first_bits, content_bits)),
         ]
-        m.d.sync += [acc.eq(kept), pending.eq(kept_count)]
-        with m.If(sent & self.o.payload.last):
-            m.d.sync += ending.eq(0)
-        with m.If(load):
+        with m.If(advance):
             m.d.sync += [
-                acc.eq(kept | (next_unit << kept_count)[:capacity]),
-                pending.eq(kept_count + next_bits),
-                ending.eq(next_last),
                 blk.codes.eq(blk.codes.as_value() >> (lanes * wmax)),
                 run.eq(next_run),
                 group.eq(group + 1),
