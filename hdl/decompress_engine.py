@@ -96,7 +96,7 @@ class DecompressionEngine(wiring.Component):
         taken.
 
     Throughput: the header takes about two cycles per field; blocks are parsed at one field a
-    cycle (see :class:`ZeroDecompressor`) and dequantized at ``lanes`` elements a cycle
+    cycle (an rle block takes one more, see :class:`ZeroDecompressor`) and dequantized at ``lanes`` elements a cycle
     (:attr:`MXDequantizer.LATENCY` cycles of latency). Words of the next frame enter once the
     current frame's final field has been read.
     """
@@ -184,8 +184,10 @@ class DecompressionEngine(wiring.Component):
         # Bit position in the frame, and where the field in flight starts.
         pos = Signal(32 + lw + 1)
         field_start = Signal.like(pos)
-        with m.If(unpacker.req.valid & unpacker.req.ready):
-            m.d.sync += [field_start.eq(pos), pos.eq(pos + unpacker.req.payload.width)]
+        prev_start = Signal.like(pos)   # the field before: the parser fails it with one more
+        with m.If(unpacker.req.valid & unpacker.req.ready):     # request in flight (err.spec)
+            m.d.sync += [field_start.eq(pos), prev_start.eq(field_start),
+                         pos.eq(pos + unpacker.req.payload.width)]
         with m.If(frame_done):
             m.d.sync += pos.eq(0)
         pad_width = Signal(range(W))
@@ -490,7 +492,12 @@ class DecompressionEngine(wiring.Component):
         m.d.comb += parser.err.ready.eq(in_payload & ~self.status.valid)
         with m.If(parser.err.valid & parser.err.ready):
             m.d.sync += cmd_valid.eq(0)
-            finish(parser.err.payload.code, parser.err.payload.last)
+            with m.If(parser.err.payload.spec):
+                # A request went out after the failing field: drain from its field on.
+                finish(parser.err.payload.code, C(0, 1), offset=prev_start)
+                m.d.sync += req_valid.eq(0)
+            with m.Else():
+                finish(parser.err.payload.code, parser.err.payload.last)
         with m.Elif(in_payload & parser.o.valid & parser.o.payload.last):
             with m.If(pad_width != 0):
                 request(PPAD, pad_width)
