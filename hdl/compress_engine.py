@@ -279,11 +279,19 @@ class CompressionEngine(wiring.Component):
         # ---- Front: descriptors in, beats (with row padding) into the chosen quantizer.
         fdesc = Signal(desc_layout)
         running = Signal()
+        # Positions count beats, not elements, and the last beat of a row and the last index
+        # of an axis are kept rather than the sizes, so that the ends are equalities of
+        # registers (no adder in front of the comparison).
+        ll = lanes.bit_length() - 1
         row_len = Signal(32)
-        padded = Signal(33)
-        pos = Signal(33)                    # element position in the row of the next beat
-        outer = [Signal(32, name=f"outer{a}") for a in range(max_ndim - 1)]
+        last_beat = Signal(33 - ll)         # beats of the padded row, minus one
+        row_beat = Signal(33 - ll)          # beat of the row of the next beat
+        last_index = [Signal(32, name=f"last_index{a}") for a in range(max_ndim - 1)]
         index = [Signal(32, name=f"index{a}") for a in range(max_ndim - 1)]
+        # `host`: the next beat comes from `i` (else it is padding). A register, set for the
+        # next beat as one is taken, so that the handshake with `i` and the quantizer does not
+        # wait for a 32-bit comparison.
+        host = Signal()
 
         desc_in = desc_ok
         taken = Signal()
@@ -306,23 +314,22 @@ class CompressionEngine(wiring.Component):
             m.d.sync += [
                 fdesc.eq(desc_in),
                 running.eq(~new_empty),
+                host.eq(1),
                 row_len.eq(new_row_len),
-                padded.eq(((new_row_len + (block - 1)) >> lb) << lb),
-                pos.eq(0),
+                last_beat.eq((((new_row_len + (block - 1)) >> lb) << (lb - ll)) - 1),
+                row_beat.eq(0),
             ]
             for a in range(max_ndim - 1):
                 m.d.sync += [
-                    outer[a].eq(Mux(a + 1 < desc_in.ndim, desc_in.dims[a], 1)),
+                    last_index[a].eq(Mux(a + 1 < desc_in.ndim, desc_in.dims[a] - 1, 0)),
                     index[a].eq(0),
                 ]
 
-        host = Signal()                     # the beat comes from `i` (else it is padding)
         row_end = Signal()
         frame_end = Signal()
         m.d.comb += [
-            host.eq(pos < row_len),
-            row_end.eq(pos + lanes == padded),
-            frame_end.eq(row_end & Cat(index[a] == outer[a] - 1
+            row_end.eq(row_beat == last_beat),
+            frame_end.eq(row_end & Cat(index[a] == last_index[a]
                                        for a in range(max_ndim - 1)).all()
                          if max_ndim > 1 else row_end),
         ]
@@ -336,7 +343,7 @@ class CompressionEngine(wiring.Component):
         beat = Signal(quantizers[0].i.payload.shape())
         for lane in range(lanes):
             m.d.comb += beat.data[lane].eq(
-                Mux(host & (pos + lane < row_len), self.i.payload.data[lane], 0))
+                Mux(host & (Cat(C(lane, ll), row_beat) < row_len), self.i.payload.data[lane], 0))
         m.d.comb += beat.last.eq(frame_end)
         for n, q in enumerate(quantizers):
             m.d.comb += [
@@ -353,17 +360,18 @@ class CompressionEngine(wiring.Component):
                     fdesc.levels.as_value()[:count * LEVEL_BITS])
         with m.If(q_valid & q_ready):
             with m.If(row_end):
-                m.d.sync += pos.eq(0)
+                m.d.sync += [row_beat.eq(0), host.eq(1)]   # (rows are not empty)
                 for a in range(max_ndim - 1):
-                    inner_done = Cat(index[b] == outer[b] - 1
+                    inner_done = Cat(index[b] == last_index[b]
                                      for b in range(a + 1, max_ndim - 1)).all() \
                         if a + 1 < max_ndim - 1 else C(1, 1)
                     with m.If(inner_done):
-                        m.d.sync += index[a].eq(Mux(index[a] == outer[a] - 1, 0, index[a] + 1))
+                        m.d.sync += index[a].eq(Mux(index[a] == last_index[a], 0, index[a] + 1))
                 with m.If(frame_end):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += pos.eq(pos + lanes)
+                m.d.sync += [row_beat.eq(row_beat + 1),
+                             host.eq(Cat(C(0, ll), row_beat + 1) < row_len)]
 
         # ---- Back: header, blocks, padding, trailer, in frame order.
         m.submodules.zero = zero = ZeroCompressor(
@@ -372,7 +380,19 @@ class CompressionEngine(wiring.Component):
         m.submodules.packer = packer = BitPacker(word_bits=w_bits, max_field_bits=w_bits)
         m.submodules.crc = crc = catalog.CRC32_ISO_HDLC(data_width=w_bits).create()
 
-        bdesc = Signal(desc_layout)
+        # The header is written straight from the queue's head, which is let go at the
+        # header's end: only the fields the blocks need are kept (`bdesc`), not the whole
+        # descriptor once more.
+        hdesc = head
+        bdesc_fields = {"element": desc_layout.members["element"],
+                        "zero_mode": desc_layout.members["zero_mode"]}
+        if k:
+            bdesc_fields["outliers"] = desc_layout.members["outliers"]
+        # (and the compressor's code width, `width_select`: a register rather than a selection
+        # by `bdesc.element`, which under Icarus would not be evaluated while the element stays
+        # at its reset value, amaranth issue 1629)
+        bdesc = Signal(data.StructLayout({**bdesc_fields,
+                                          "width": range(len(widths))}))
         IDLE, HEADER, BLOCKS, DRAIN, TRAILER = range(5)
         state = Signal(range(5))
         steps = self.header_steps
@@ -381,6 +401,7 @@ class CompressionEngine(wiring.Component):
         fill = Signal(range(w_bits))        # bits of the packer's partial word
         owed = Signal(range(8))             # words of the frame not yet out of the packer
 
+        field_in = Signal()                 # a field goes towards the packer (see below)
         in_header = Signal()
         in_blocks = Signal()
         in_trailer = Signal()
@@ -388,11 +409,11 @@ class CompressionEngine(wiring.Component):
             in_header.eq(state == HEADER),
             in_blocks.eq(state == BLOCKS),
             in_trailer.eq(state == TRAILER),
-            pop.eq((state == IDLE) & head_valid),
+            pop.eq(in_header & field_in & (step == steps - 1)),
         ]
         b_empty = Signal()
-        m.d.comb += b_empty.eq(Cat((bdesc.dims[a] == 0) & (a < bdesc.ndim)
-                                   for a in range(max_ndim)).any() | (bdesc.ndim == 0))
+        m.d.comb += b_empty.eq(Cat((hdesc.dims[a] == 0) & (a < hdesc.ndim)
+                                   for a in range(max_ndim)).any() | (hdesc.ndim == 0))
 
         # What the chosen element writes into the header.
         elem_id = Signal(6)
@@ -402,8 +423,8 @@ class CompressionEngine(wiring.Component):
                         for j in range(max(e[2] for e in entries))]
         width_select = Signal(range(len(widths)))
 
-        def by_element(values):
-            return Array(values)[bdesc.element] if len(values) > 1 else values[0]
+        def by_element(values, element=hdesc.element):
+            return Array(values)[element] if len(values) > 1 else values[0]
         m.d.comb += [
             elem_id.eq(by_element([C(e[0], 6) for e in entries])),
             n_bits.eq(by_element([C(e[2].bit_length() - 1 if e[2] else 0, 3)
@@ -418,7 +439,7 @@ class CompressionEngine(wiring.Component):
                 if isinstance(codebook, Codebook) and j < count:
                     options.append(C(codebook.level_codes[j], LEVEL_BITS))
                 elif isinstance(codebook, int) and j < count:
-                    options.append(bdesc.levels[j])
+                    options.append(hdesc.levels[j])
                 else:
                     options.append(C(0, LEVEL_BITS))
             m.d.comb += level.eq(by_element(options))
@@ -428,20 +449,20 @@ class CompressionEngine(wiring.Component):
         header_flush = Signal()
         d_bits, mo_bits = (self._outliers.exp_bits, self._outliers.man_bits) if k else (0, 0)
         k_field = Signal(3)
-        m.d.comb += k_field.eq(bdesc.outliers if k else 0)
+        m.d.comb += k_field.eq(hdesc.outliers if k else 0)
         fields = [
             (C(MAGIC, 32), 32),
-            (Cat(C(VERSION, 8), C(int(w_bits == 64), 1), bdesc.zero_mode, bdesc.rounding,
+            (Cat(C(VERSION, 8), C(int(w_bits == 64), 1), hdesc.zero_mode, hdesc.rounding,
                  C(self._sr_bits, 5), C(lb, 3), elem_id, k_field), 30),
             (Cat(C(d_bits, 3), C(mo_bits, 4), n_bits), 10),
-            (bdesc.seed, 32),
-            (bdesc.ndim, 4),
+            (hdesc.seed, 32),
+            (hdesc.ndim, 4),
         ]
         values = [value for value, _ in fields]
         field_widths = [C(width, 6) for _, width in fields]
         for a in range(max_ndim):
-            values.append(bdesc.dims[a])
-            field_widths.append(Mux(a < bdesc.ndim, 32, 0))
+            values.append(hdesc.dims[a])
+            field_widths.append(Mux(a < hdesc.ndim, 32, 0))
         for j, level in enumerate(level_values):
             values.append(level)
             field_widths.append(Mux(j < level_count, LEVEL_BITS, 0))
@@ -477,7 +498,7 @@ class CompressionEngine(wiring.Component):
             zero.cfg.zero_mode.eq(bdesc.zero_mode),
         ]
         if len(widths) > 1:
-            m.d.comb += zero.cfg.element.eq(width_select)
+            m.d.comb += zero.cfg.element.eq(bdesc.width)
         if k:
             m.d.comb += zero.cfg.outliers.eq(bdesc.outliers)
 
@@ -486,7 +507,6 @@ class CompressionEngine(wiring.Component):
         # the same cycle. `field_in`: a field goes into the register (the back advances).
         src_valid = Signal()
         field_ready = Signal()
-        field_in = Signal()
         field = Signal(packer.i.payload.shape())
         field_valid = Signal()
         m.d.comb += [
@@ -537,11 +557,13 @@ class CompressionEngine(wiring.Component):
         with m.Switch(state):
             with m.Case(IDLE):
                 with m.If(head_valid):
-                    m.d.sync += [bdesc.eq(head), step.eq(0), state.eq(HEADER)]
+                    m.d.sync += [step.eq(0), state.eq(HEADER)]
             with m.Case(HEADER):
                 with m.If(field_in):
                     m.d.sync += step.eq(step + 1)
                     with m.If(step == steps - 1):
+                        m.d.sync += bdesc.eq(Cat(*(Value.cast(getattr(hdesc, name))
+                                                   for name in bdesc_fields), width_select))
                         m.d.sync += [state.eq(Mux(b_empty, DRAIN, BLOCKS)), got_last.eq(0)]
             with m.Case(BLOCKS):
                 with m.If(zero.i.valid & zero.i.ready & zero.i.payload.last):
