@@ -73,6 +73,14 @@ def _compact(m, items, token_bits, name):
     return value, count
 
 
+def _tree_sum(values):
+    """The sum of ``values`` as a balanced tree of adders (``sum`` would chain them)."""
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def _or(values):
     result = values[0]
     for v in values[1:]:
@@ -227,13 +235,17 @@ class ZeroCompressor(wiring.Component):
         # not), all from registers; load and send only select among them.
         with_unit = Signal(range(capacity + unit_bits + 1))
         m.d.comb += with_unit.eq(pending + unit_bits_)
+        # Room left (capacity - pending), and with this cycle's field gone (+ W): registers
+        # kept with `pending`, so that whether the unit fits is one comparison.
+        room = Signal(range(capacity + 1), init=capacity)
+        room_sent = Signal(range(capacity + field + 1), init=capacity + field)
         m.d.comb += [
             # The unit must fit in what stays after this cycle's field, if one leaves. A
             # frame's final unit waits for a stalled field, so that the field's `last` cannot
             # change while it is offered. (While `ending` no unit goes in, so a field that
             # leaves with a unit is a whole one.)
             load.eq(unit_valid & ~ending &
-                    ((with_unit <= capacity) | (sent & (with_unit <= capacity + field))) &
+                    ((unit_bits_ <= room) | (sent & (unit_bits_ <= room_sent))) &
                     (~unit_last | ~self.o.valid | self.o.ready)),
             merged.eq(acc | (unit << pending)[:capacity + field]),
         ]
@@ -265,6 +277,8 @@ class ZeroCompressor(wiring.Component):
         m.d.sync += [
             acc.eq(Mux(sent, after >> field, after[:capacity])),
             pending.eq(next_pending),
+            room.eq(pick(lambda n: capacity - n)),
+            room_sent.eq(pick(lambda n: capacity + field - n)),
             ending.eq(next_ending),
             full_field.eq(next_full),
             final.eq(next_ending & next_small),
@@ -336,9 +350,10 @@ class ZeroCompressor(wiring.Component):
         ]
 
         # The block prefix (group 0 only): scale, count, records, mask or non-zero count.
+        # The non-zero count (an adder tree) is counted as the block is taken, so that it is
+        # not in the same cycle as the unit's selections.
         mask = Cat(blk.codes[j] != 0 for j in range(block))
         population = Signal(range(block + 1))
-        m.d.comb += population.eq(sum(mask[j] for j in range(block)))
         kk_now = cfg.outliers if k else C(0, 1)
         first_unit = Signal(unit_bits)
         first_bits = Signal(range(unit_bits + 1))
@@ -374,6 +389,7 @@ class ZeroCompressor(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [
                 blk.eq(self.i.payload),
+                population.eq(_tree_sum([self.i.payload.codes[j] != 0 for j in range(block)])),
                 blk_valid.eq(1),
                 group.eq(0),
                 run.eq(0),
