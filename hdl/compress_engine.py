@@ -83,7 +83,8 @@ class CompressionEngine(wiring.Component):
     stochastic rounding draws match. The frame leaves on ``o``: the header (written from the
     descriptor), the blocks (:class:`~hdl.zero.ZeroCompressor`), padding, and the CRC-32 word
     (``last``). Frames overlap: the descriptor of the next frame is taken as soon as the
-    current one's beats are in (up to two frames between input and output).
+    current one's beats are in and the queue has room (two descriptors; the back writes a
+    frame's header from the queue and lets its descriptor go at the header's end).
 
     Parameters
     ----------
