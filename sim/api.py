@@ -23,7 +23,7 @@ from .verilog import build_dir_for, to_verilog
 
 
 __all__ = [
-    "StreamResult", "run_stream", "default_max_cycles", "payload_shape",
+    "StreamResult", "run_stream", "run_cocotb", "default_max_cycles", "payload_shape",
     "pack", "unpack", "pack_beats", "unpack_beats",
 ]
 
@@ -421,12 +421,6 @@ def run_stream(component, in_beats, *, expected=None, expected_count=None, side=
             entry[port] = f"{pack(extra[port][0], value):x}"
         side_json[str(int(k))] = entry
 
-    simulator = simulator or default_simulator()
-    waves = waves_requested(waves)
-    verilog_text = to_verilog(component, "top")
-    build_dir = build_dir_for(verilog_text, "top")
-    (build_dir / "runs").mkdir(exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs", prefix=f"{simulator}-"))
     spec = {
         "in_beats": [f"{b:x}" for b in in_beats],
         "expected": None if expected is None else [f"{b:x}" for b in expected],
@@ -440,6 +434,31 @@ def run_stream(component, in_beats, *, expected=None, expected_count=None, side=
         "max_idle_cycles": max_idle_cycles,
         "reset_cycles": 2,
     }
+    result, run_dir = run_cocotb(component, "sim.tb_stream", spec, simulator=simulator,
+                                 waves=waves, timeout_s=300 + max_cycles / 1000,
+                                 context=f"in_stall={in_stall}, out_stall={out_stall}, "
+                                         f"seed={seed}")
+    return StreamResult(out_beats=[int(b, 16) for b in result["out_beats"]],
+                        cycles=result["cycles"], total_cycles=result["total_cycles"],
+                        sim_seconds=result["seconds"], run_dir=run_dir)
+
+
+def run_cocotb(component, module, spec, *, simulator=None, waves=None, timeout_s=600,
+               context=""):
+    """Run the cocotb test module *module* on *component* (converted to Verilog as ``top``).
+
+    *spec* (a JSON-serializable dict) is written to a file the test reads through
+    ``$LOWPREC_TB_DATA``; the test writes its result to ``$LOWPREC_TB_RESULT``. Returns
+    ``(result, run_dir)``: the result as a dict, and the run directory when it is kept (with
+    waveforms, or when ``$LOWPREC_KEEP_RUNS`` is set), else ``None``. A failed run raises
+    :exc:`AssertionError` with the test's own error message (its result's ``error``), the
+    simulator, *context* and the run directory."""
+    simulator = simulator or default_simulator()
+    waves = waves_requested(waves)
+    verilog_text = to_verilog(component, "top")
+    build_dir = build_dir_for(verilog_text, "top")
+    (build_dir / "runs").mkdir(exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs", prefix=f"{simulator}-"))
     data_path = run_dir / "data.json"
     result_path = run_dir / "result.json"
     data_path.write_text(json.dumps(spec))
@@ -449,21 +468,18 @@ def run_stream(component, in_beats, *, expected=None, expected_count=None, side=
         # Icarus and Verilator honour inertial writes; this also selects cocotb's C++ clock.
         "COCOTB_TRUST_INERTIAL_WRITES": "1",
     }
-    context = (f"[{simulator}, in_stall={in_stall}, out_stall={out_stall}, seed={seed}; "
-               f"run directory {run_dir}]")
+    where = f"[{simulator}{', ' + context if context else ''}; run directory {run_dir}]"
     try:
-        run_testbench(build_dir / "top.v", "top", "sim.tb_stream", extra_env=env,
+        run_testbench(build_dir / "top.v", "top", module, extra_env=env,
                       simulator=simulator, waves=waves, build_dir=build_dir,
-                      timeout_s=300 + max_cycles / 1000, test_dir=run_dir)
+                      timeout_s=timeout_s, test_dir=run_dir)
     except SimulationFailed as e:
         error = None
         if result_path.is_file():
             error = json.loads(result_path.read_text()).get("error")
-        raise AssertionError(f"{error or e.message}\n{context}") from None
+        raise AssertionError(f"{error or e.message}\n{where}") from None
     result = json.loads(result_path.read_text())
-    keep = waves or bool(os.environ.get("LOWPREC_KEEP_RUNS"))
-    if not keep:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return StreamResult(out_beats=[int(b, 16) for b in result["out_beats"]],
-                        cycles=result["cycles"], total_cycles=result["total_cycles"],
-                        sim_seconds=result["seconds"], run_dir=run_dir if keep else None)
+    if waves or os.environ.get("LOWPREC_KEEP_RUNS"):
+        return result, run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result, None

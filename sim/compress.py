@@ -150,11 +150,7 @@ def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
     from hdl.packer import packer_word_layout
     from .api import pack_beats, unpack_beats
     from .stimulus import cast_to
-    from .runner import SimulationFailed, run_testbench, waves_requested, default_simulator
-    from .verilog import build_dir_for, to_verilog
-    import shutil
-    import tempfile
-    from pathlib import Path
+    from .api import run_cocotb
 
     if engine is None:
         engine = CompressionEngine(**engine_params)
@@ -187,16 +183,7 @@ def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
             lasts += [0] * (len(values) - 1) + [1]
         exp_words = pack_beats(layout, {"word": np.array(words, np.uint64),
                                         "last": np.array(lasts, np.uint8)})
-        expected_count = len(exp_words)
-    else:
-        expected_count = None
 
-    simulator = simulator or default_simulator()
-    waves = waves_requested(waves)
-    text = to_verilog(engine, "top")
-    build_dir = build_dir_for(text, "top")
-    (build_dir / "runs").mkdir(exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs", prefix=f"{simulator}-compress-"))
     stall = max(in_stall, out_stall)
     work = padded_beats + len(frames) * (engine.header_steps + 16) + \
         (len(exp_words) if exp_words else padded_beats * engine.lanes)
@@ -209,24 +196,9 @@ def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
         "in_stall": float(in_stall), "out_stall": float(out_stall), "seed": int(seed),
         "max_cycles": max_cycles, "max_idle_cycles": 10_000,
     }
-    data_path = run_dir / "data.json"
-    result_path = run_dir / "result.json"
-    data_path.write_text(json.dumps(spec))
-    env = {"LOWPREC_TB_DATA": str(data_path), "LOWPREC_TB_RESULT": str(result_path),
-           "COCOTB_TRUST_INERTIAL_WRITES": "1"}
-    context = f"[{simulator}, in_stall={in_stall}, out_stall={out_stall}, seed={seed}; {run_dir}]"
-    try:
-        run_testbench(build_dir / "top.v", "top", "sim.compress", extra_env=env,
-                      simulator=simulator, waves=waves, build_dir=build_dir,
-                      timeout_s=300 + max_cycles / 1000, test_dir=run_dir)
-    except SimulationFailed as e:
-        error = None
-        if result_path.is_file():
-            error = json.loads(result_path.read_text()).get("error")
-        raise AssertionError(f"{error or e.message}\n{context}") from None
-    result = json.loads(result_path.read_text())
-    if not (waves or os.environ.get("LOWPREC_KEEP_RUNS")):
-        shutil.rmtree(run_dir, ignore_errors=True)
+    result, _ = run_cocotb(engine, "sim.compress", spec, simulator=simulator, waves=waves,
+                           timeout_s=300 + max_cycles / 1000,
+                           context=f"in_stall={in_stall}, out_stall={out_stall}, seed={seed}")
     received = [int(b, 16) for b in result["out_beats"]]
     columns = unpack_beats(layout, received)
     out, current = [], b""

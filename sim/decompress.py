@@ -12,10 +12,7 @@ Frames are bytes whose length is a whole number of ``W``-bit words (:func:`frame
 import json
 import os
 import random
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -187,8 +184,7 @@ def decompress_rtl(frames, *, out_format="fp32", elems=("e4m3",), block=32, lane
     from hdl.decompress_engine import DecompressionEngine, DecodeError, status_layout
     from hdl.mx_layouts import float_beat_layout
     from .api import unpack_beats
-    from .runner import SimulationFailed, default_simulator, run_testbench, waves_requested
-    from .verilog import build_dir_for, to_verilog
+    from .api import run_cocotb
 
     frames = [bytes(f) for f in frames]
     core = DecompressionEngine(out_format=out_format, elems=elems, block=block, lanes=lanes,
@@ -202,33 +198,13 @@ def decompress_rtl(frames, *, out_format="fp32", elems=("e4m3",), block=32, lane
     if max_cycles is None:
         max_cycles = int(2000 + 8 * len(in_beats) / (1 - in_stall)
                          + 8 * n_out / (1 - out_stall) + 300 * len(frames))
-    simulator = simulator or default_simulator()
-    waves = waves_requested(waves)
-    verilog_text = to_verilog(core, "top")
-    build_dir = build_dir_for(verilog_text, "top")
-    (build_dir / "runs").mkdir(exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(dir=build_dir / "runs", prefix=f"{simulator}-"))
     spec = {"in_beats": [f"{b:x}" for b in in_beats], "frames": len(frames),
             "in_stall": in_stall, "out_stall": out_stall, "status_stall": status_stall,
             "seed": seed, "max_cycles": max_cycles, "max_idle_cycles": max_idle_cycles}
-    data_path, result_path = run_dir / "data.json", run_dir / "result.json"
-    data_path.write_text(json.dumps(spec))
-    env = {"LOWPREC_TB_DATA": str(data_path), "LOWPREC_TB_RESULT": str(result_path),
-           "COCOTB_TRUST_INERTIAL_WRITES": "1"}
-    context = (f"[{simulator}, in_stall={in_stall}, out_stall={out_stall}, "
-               f"status_stall={status_stall}, seed={seed}; run directory {run_dir}]")
-    try:
-        run_testbench(build_dir / "top.v", "top", "sim.decompress", extra_env=env,
-                      simulator=simulator, waves=waves, build_dir=build_dir,
-                      timeout_s=300 + max_cycles / 500, test_dir=run_dir)
-    except SimulationFailed as e:
-        error = None
-        if result_path.is_file():
-            error = json.loads(result_path.read_text()).get("error")
-        raise AssertionError(f"{error or e.message}\n{context}") from None
-    result = json.loads(result_path.read_text())
-    if not (waves or os.environ.get("LOWPREC_KEEP_RUNS")):
-        shutil.rmtree(run_dir, ignore_errors=True)
+    context = (f"in_stall={in_stall}, out_stall={out_stall}, status_stall={status_stall}, "
+               f"seed={seed}")
+    result, _ = run_cocotb(core, "sim.decompress", spec, simulator=simulator, waves=waves,
+                           timeout_s=300 + max_cycles / 500, context=context)
 
     beats = unpack_beats(float_beat_layout(out_format, lanes),
                          [int(b, 16) for b in result["out_beats"]])
