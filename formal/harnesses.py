@@ -83,7 +83,30 @@ class _StallCorrupt(wiring.Component):
         return m
 
 
-class PackerStreamHarness(_Harness):
+class _SourceHarness(_Harness):
+    """A core under the stream rule on its output ``o``, possibly behind a test-only mutation
+    (one of ``MUTATIONS``); ``KIND`` names it in errors."""
+    KIND = "stream"
+    MUTATIONS = (None, "stall_corrupt")
+
+    def __init__(self, *, word_bits, max_field_bits, mutation=None):
+        super().__init__()
+        if mutation not in self.MUTATIONS:
+            raise ValueError(f"Unknown {self.KIND} mutation {mutation!r}")
+        self.word_bits = word_bits
+        self.max_field_bits = max_field_bits
+        self.mutation = mutation
+
+    def _output(self, m, dut):
+        """``dut.o``, or the same stream through :class:`_StallCorrupt` with that mutation."""
+        if self.mutation != "stall_corrupt":
+            return dut.o
+        m.submodules.corrupt = corrupt = _StallCorrupt(dut.o.signature)
+        wiring.connect(m, dut.o, corrupt.i)
+        return corrupt.o
+
+
+class PackerStreamHarness(_SourceHarness):
     """BitPacker as a stream source on ``o``, fields from a free environment that obeys the
     stream rules.
 
@@ -91,24 +114,15 @@ class PackerStreamHarness(_Harness):
     a word with ``last`` taken after a stall, and one field completing two words (a flush
     with more than ``W`` bits pending), the second word leaving while the first is stalled."""
 
-    def __init__(self, *, word_bits, max_field_bits, mutation=None):
-        super().__init__()
-        if mutation not in (None, "stall_corrupt", "unreachable_cover"):
-            raise ValueError(f"Unknown packer stream mutation {mutation!r}")
-        self.word_bits = word_bits
-        self.max_field_bits = max_field_bits
-        self.mutation = mutation
+    KIND = "packer stream"
+    MUTATIONS = _SourceHarness.MUTATIONS + ("unreachable_cover",)
 
     def elaborate(self, platform):
         m = Module()
         self._domain(m)
         m.submodules.dut = dut = BitPacker(word_bits=self.word_bits,
                                            max_field_bits=self.max_field_bits)
-        out = dut.o
-        if self.mutation == "stall_corrupt":
-            m.submodules.corrupt = corrupt = _StallCorrupt(dut.o.signature)
-            wiring.connect(m, dut.o, corrupt.i)
-            out = corrupt.o
+        out = self._output(m, dut)
 
         f = self.max_field_bits
         m.d.comb += [
@@ -143,29 +157,18 @@ class PackerStreamHarness(_Harness):
         return m
 
 
-class UnpackerStreamHarness(_Harness):
+class UnpackerStreamHarness(_SourceHarness):
     """BitUnpacker as a stream source on ``o``; words and requests from a free environment
     that obeys the stream rules. Covers: a field taken after a stall, a truncated field taken
     after a stall, a field with ``last`` taken after a stall."""
-
-    def __init__(self, *, word_bits, max_field_bits, mutation=None):
-        super().__init__()
-        if mutation not in (None, "stall_corrupt"):
-            raise ValueError(f"Unknown unpacker stream mutation {mutation!r}")
-        self.word_bits = word_bits
-        self.max_field_bits = max_field_bits
-        self.mutation = mutation
+    KIND = "unpacker stream"
 
     def elaborate(self, platform):
         m = Module()
         self._domain(m)
         m.submodules.dut = dut = BitUnpacker(word_bits=self.word_bits,
                                              max_field_bits=self.max_field_bits)
-        out = dut.o
-        if self.mutation == "stall_corrupt":
-            m.submodules.corrupt = corrupt = _StallCorrupt(dut.o.signature)
-            wiring.connect(m, dut.o, corrupt.i)
-            out = corrupt.o
+        out = self._output(m, dut)
 
         w, f = self.word_bits, self.max_field_bits
         m.d.comb += [
