@@ -148,9 +148,10 @@ def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
     import golden
     from hdl.compress_engine import CompressionEngine
     from hdl.packer import packer_word_layout
-    from .api import pack_beats, unpack_beats
+    from .api import unpack_beats
     from .stimulus import cast_to
     from .api import run_cocotb
+    from .decompress import engine_beats as frame_beats
 
     if engine is None:
         engine = CompressionEngine(**engine_params)
@@ -173,16 +174,8 @@ def run_compress(frames, *, check=True, in_stall=0.0, out_stall=0.0, seed=0, sim
                                             .astype(np.float64), config))
     w = engine.word_bits
     layout = packer_word_layout(w)
-    exp_words = None
-    if check:
-        words, lasts = [], []
-        for frame in expected:
-            values = [int.from_bytes(frame[j:j + w // 8], "little")
-                      for j in range(0, len(frame), w // 8)]
-            words += values
-            lasts += [0] * (len(values) - 1) + [1]
-        exp_words = pack_beats(layout, {"word": np.array(words, np.uint64),
-                                        "last": np.array(lasts, np.uint8)})
+    # the golden frames as the word beats the engine must send (the decoder's input beats)
+    exp_words = frame_beats(expected, w) if check else None
 
     stall = max(in_stall, out_stall)
     work = padded_beats + len(frames) * (engine.header_steps + 16) + \
