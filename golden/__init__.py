@@ -8,7 +8,9 @@ from .mx import (MX_ELEMENTS, encode_mx, decode_mx, quantize_mx, shared_exponent
                  encode_blocks, decode_blocks, encode_outlier_bfp, decode_outlier_bfp)
 from .codec import (CompressionConfig, ELEMENT_IDS, FrameError, compress, decompress,
                     decompress_blocks, compression_report)
-from . import rng, codebook, codec
+from .mac import (FP4_FORMATS, shift_mac, quantize_fp4, dequantize_fp4, quantize_int4,
+                  min_accumulator_bits, variance_retention, min_accumulator_mantissa)
+from . import rng, codebook, codec, mac
 
 __all__ = [
     "FloatFormat", "FORMATS", "ROUNDING_MODES", "int_format", "resolve_format",
@@ -19,4 +21,6 @@ __all__ = [
     "encode_blocks", "decode_blocks", "encode_outlier_bfp", "decode_outlier_bfp", "rng",
     "codebook", "CompressionConfig", "ELEMENT_IDS", "FrameError", "compress", "decompress",
     "decompress_blocks", "compression_report", "codec",
+    "FP4_FORMATS", "shift_mac", "quantize_fp4", "dequantize_fp4", "quantize_int4",
+    "min_accumulator_bits", "variance_retention", "min_accumulator_mantissa", "mac",
 ]
