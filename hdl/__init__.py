@@ -10,9 +10,13 @@ from .zero import ZeroCompressor
 from .unzero import ZeroDecompressor, DecodeError
 from .compress_engine import CompressionEngine
 from .decompress_engine import DecompressionEngine
+from .mac import (mac_config_layout, AdderTree, GridRounder, ShiftMACUnit, MultiplierMACUnit,
+                  ShiftMACArray, MultiplierMACArray)
 
 __all__ = ["RoundingMode", "FloatUnpacker", "FloatRounder", "CodebookRounder",
            "MXQuantizer", "OutlierExtractor", "NonUniformEncoder",
            "MXDequantizer", "OutlierMerger", "NonUniformDecoder", "BitPacker",
            "BitUnpacker", "ZeroMode", "ZeroCompressor", "ZeroDecompressor", "DecodeError",
-           "CompressionEngine", "DecompressionEngine"]
+           "CompressionEngine", "DecompressionEngine", "mac_config_layout", "AdderTree",
+           "GridRounder", "ShiftMACUnit", "MultiplierMACUnit", "ShiftMACArray",
+           "MultiplierMACArray"]
