@@ -16,7 +16,8 @@ class UsageError(Exception):
 
 def _cores():
     from hdl import (MXQuantizer, MXDequantizer, OutlierExtractor, OutlierMerger,
-                     NonUniformEncoder, NonUniformDecoder)
+                     NonUniformEncoder, NonUniformDecoder, ShiftMACUnit, MultiplierMACUnit,
+                     ShiftMACArray, MultiplierMACArray)
     return {
         "mx-quantizer":        MXQuantizer,
         "mx-dequantizer":      MXDequantizer,
@@ -24,6 +25,10 @@ def _cores():
         "outlier-merger":      OutlierMerger,
         "nonuniform-encoder":  NonUniformEncoder,
         "nonuniform-decoder":  NonUniformDecoder,
+        "shift-mac-unit":      ShiftMACUnit,
+        "multiplier-mac-unit": MultiplierMACUnit,
+        "shift-mac-array":     ShiftMACArray,
+        "multiplier-mac-array": MultiplierMACArray,
     }
 
 
