@@ -9,10 +9,11 @@ Devices
 -------
 ``"ice40up5k"``
     iCE40UP5K-SG48 with the iCEBreaker pinout (``amaranth_boards.icebreaker``); default target
-    60 MHz. Yosys runs ``synth_ice40 -dsp`` so multipliers map to the SB_MAC16 blocks.
+    60 MHz. Yosys runs ``synth_ice40 -dsp`` so multipliers map to the SB_MAC16 blocks
+    (``synthesize(..., dsp=False)``: without ``-dsp``, fabric only).
 ``"ecp5-85f"``
     LFE5U-85F-6BG381C with the ULX3S-85F pinout (``amaranth_boards.ulx3s``); default target
-    200 MHz.
+    200 MHz. Yosys infers MULT18X18D blocks unless ``dsp=False`` (``synth_ecp5 -nodsp``).
 
 The board platform classes are subclassed with a minimal resource list (one clock pin, a data
 pin, a reset pin and an output pin, all on the board's own pins), the clock is constrained at
@@ -192,13 +193,16 @@ class _Device:
     synth_opts: str
     family: str
     tools: tuple  # environment variables naming the tools this device runs
+    fabric_opts: str = ""  # synth_opts without DSP inference (``dsp=False``)
 
 
 DEVICES = {
     # nextpnr first: parallel builds for different devices then compile their place-and-route
     # tools at the same time instead of queueing on Yosys.
-    "ice40up5k": _Device(_ICE40Bench, 60.0, "-dsp", "ice40", ("NEXTPNR_ICE40", "YOSYS")),
-    "ecp5-85f": _Device(_ECP5Bench, 200.0, "", "ecp5", ("NEXTPNR_ECP5", "YOSYS")),
+    "ice40up5k": _Device(_ICE40Bench, 60.0, "-dsp", "ice40", ("NEXTPNR_ICE40", "YOSYS"),
+                           fabric_opts=""),
+    "ecp5-85f": _Device(_ECP5Bench, 200.0, "", "ecp5", ("NEXTPNR_ECP5", "YOSYS"),
+                          fabric_opts="-nodsp"),
 }
 
 
@@ -474,13 +478,15 @@ def _critical_path(report):
     return f"{start} -> {end}", not in_core
 
 
-def synthesize(component, *, device, target_mhz=None, build_dir=None, seed=1):
+def synthesize(component, *, device, target_mhz=None, build_dir=None, seed=1, dsp=True):
     """Synthesize, place and route ``component`` inside the benchmark wrapper.
 
     ``device`` is ``"ice40up5k"`` or ``"ecp5-85f"``; ``target_mhz`` is the clock constraint
     nextpnr optimises for (60 MHz and 200 MHz by default); ``seed`` is nextpnr's placer seed.
     When ``build_dir`` is given the build is kept there, otherwise it runs in a temporary
-    directory that is removed afterwards. Raises :class:`SynthError` if a tool fails.
+    directory that is removed afterwards. ``dsp=False`` builds from fabric only: no DSP
+    inference (``synth_ice40`` without ``-dsp``, ``synth_ecp5 -nodsp``), so multipliers become
+    LUTs and carry chains. Raises :class:`SynthError` if a tool fails.
     """
     if device not in DEVICES:
         raise ValueError(f"Device must be one of {', '.join(map(repr, DEVICES))}, not {device!r}")
@@ -500,7 +506,7 @@ def synthesize(component, *, device, target_mhz=None, build_dir=None, seed=1):
         platform = spec.platform(target_hz=target_mhz * 1e6, seed=int(seed))
         plan = platform.build(
             top, name="top", do_build=False,
-            synth_opts=spec.synth_opts,
+            synth_opts=spec.synth_opts if dsp else spec.fabric_opts,
             # Keep the core as one module so its cost can be read apart from the wrapper's.
             script_after_read="setattr -mod -set keep_hierarchy 1 top.core",
             script_after_synth="tee -q -o top.stat.json stat -json",

@@ -13,6 +13,10 @@ its rows as dicts. LUT/FF/BRAM/DSP are the core's own cells; the benchmark wrapp
 and observes the core's ports is reported apart (``wrap LUT/FF``), see ``boards/synth.py``.
 ``elem/s`` is Fmax times the entry's ``elements_per_cycle``, when it gives one.
 
+Tables derived from the synthesis rows (e.g. one core against its baseline) come from
+:data:`SYNTH_SUMMARIES`: callables ``summary(rows) -> (title, rows)`` (or ``None`` when the run
+has no rows they use), printed right after the synthesis table whenever it is built.
+
 Other tables (golden-model speed, simulator speed) come from :data:`EXTRA_SECTIONS`: callables
 ``section(*, quick) -> (title, rows)``, ``rows`` a list of dicts whose keys are the columns.
 They run after the synthesis table when asked for (``sections=True``, the command-line default);
@@ -22,6 +26,7 @@ their rows are returned too, each tagged with ``"section": title``.
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import traceback
@@ -29,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["Bench", "BENCHES", "EXTRA_SECTIONS", "register", "run_benches", "run_sections",
-           "format_table", "write_json", "main"]
+__all__ = ["Bench", "BENCHES", "EXTRA_SECTIONS", "SYNTH_SUMMARIES", "register", "run_benches",
+           "run_sections", "run_summaries", "format_table", "write_json", "main"]
 
 DEVICES = ("ice40up5k", "ecp5-85f")
 SYNTH_SECTION = "synthesis"
@@ -44,7 +49,8 @@ class Bench:
     printed as ``k=v`` pairs. ``elements_per_cycle``: elements the core accepts per clock at full
     throughput, for the ``elem/s`` column. ``devices``: the devices it is built for (default:
     all). ``target_mhz``: a clock target, either one number or a dict per device (default:
-    the device's). ``quick``: whether ``--quick`` keeps it.
+    the device's). ``quick``: whether ``--quick`` keeps it. ``dsp``: whether Yosys may infer
+    DSP blocks (``False``: fabric only, see :func:`boards.synth.synthesize`).
     """
 
     name: str
@@ -54,6 +60,7 @@ class Bench:
     devices: tuple | None = None
     target_mhz: float | dict | None = None
     quick: bool = True
+    dsp: bool = True
 
     def target_for(self, device):
         if isinstance(self.target_mhz, dict):
@@ -68,9 +75,13 @@ BENCHES: list = []
 #: Callables ``section(*, quick: bool) -> (title, rows)`` producing extra tables.
 EXTRA_SECTIONS: list = []
 
+#: Callables ``summary(synth_rows) -> (title, rows) or None`` deriving tables from the
+#: synthesis rows of the same run (printed after the synthesis table).
+SYNTH_SUMMARIES: list = []
+
 
 def register(name, factory, params=None, *, elements_per_cycle=None, devices=None,
-             target_mhz=None, quick=True):
+             target_mhz=None, quick=True, dsp=True):
     """Add a bench to :data:`BENCHES` and return it. Names must be unique."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"Bench name must be a non-empty string, not {name!r}")
@@ -82,8 +93,10 @@ def register(name, factory, params=None, *, elements_per_cycle=None, devices=Non
         if device not in DEVICES:
             raise ValueError(f"Device must be one of {', '.join(map(repr, DEVICES))}, "
                              f"not {device!r}")
+    if not isinstance(dsp, bool):
+        raise TypeError(f"DSP must be a bool, not {dsp!r}")
     bench = Bench(name, factory, dict(params or {}), elements_per_cycle,
-                  tuple(devices) if devices else None, target_mhz, quick)
+                  tuple(devices) if devices else None, target_mhz, quick, dsp)
     BENCHES.append(bench)
     return bench
 
@@ -139,7 +152,7 @@ def _synth_columns():
 
     def met(row):
         if row.get("error"):
-            return "FAILED"
+            return "NO FIT" if row.get("no_fit") else "FAILED"
         return "yes" if row.get("timing_met") else "NO"
 
     def wrap(row):
@@ -149,7 +162,8 @@ def _synth_columns():
 
     return [
         ("name", "name"), ("params", "params"), ("device", "device"),
-        ("LUT", "luts"), ("FF", "ffs"), ("BRAM", "brams"), ("DSP", "dsps"),
+        ("LUT", "luts"), ("FF", "ffs"), ("BRAM", "brams"),
+        ("DSP", lambda r: _cell(r.get("dsps")) + ("" if r.get("dsp", True) else " (off)")),
         ("Fmax MHz", fmax), ("target", lambda r: f"{r['target_mhz']:g}"), ("met", met),
         ("elem/s", lambda r: _si(r.get("elements_per_s"))),
         ("wrap LUT/FF", wrap), ("build s", "seconds"),
@@ -176,8 +190,9 @@ def _register_project_benches():
     global _registered
     if not _registered:
         _registered = True
-        from . import bench_mx
+        from . import bench_mx, bench_mac
         bench_mx.register_all()
+        bench_mac.register_all()
 
 
 def _selected(filter, quick):
@@ -199,7 +214,7 @@ def _build_row(bench, device, seed, build_root):
         "section": SYNTH_SECTION, "name": bench.name, "params": dict(bench.params),
         "device": device,
         "target_mhz": bench.target_for(device) or SYNTH_DEVICES[device].default_mhz,
-        "elements_per_cycle": bench.elements_per_cycle,
+        "elements_per_cycle": bench.elements_per_cycle, "dsp": bench.dsp,
     }
     start = time.monotonic()
     try:
@@ -207,10 +222,12 @@ def _build_row(bench, device, seed, build_root):
         if build_root is not None:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in bench.name)
             build_dir = f"{build_root}/{safe}-{device}"
+        kwargs = {} if bench.dsp else {"dsp": False}
         result = synthesize(bench.factory(), device=device, target_mhz=row["target_mhz"],
-                            seed=seed, build_dir=build_dir)
+                            seed=seed, build_dir=build_dir, **kwargs)
     except Exception as e:  # one failed build must not lose the others' figures
         row.update(error=f"{type(e).__name__}: {e}", seconds=round(time.monotonic() - start, 1))
+        row["no_fit"] = _is_no_fit(row["error"])
         return row
     data = result.as_dict()
     data.pop("device")
@@ -219,6 +236,39 @@ def _build_row(bench, device, seed, build_root):
     row["elements_per_s"] = (result.fmax_mhz * 1e6 * bench.elements_per_cycle
                              if bench.elements_per_cycle else None)
     return row
+
+
+_NO_FIT = re.compile(r"(?i)(only has \d+|too many|does not fit|not enough|unable to place|"
+                     r"no bels remaining|failed to place|exceeds the device)")
+
+
+def _is_no_fit(error):
+    """Whether a failed build's message says the design is larger than the device."""
+    return bool(_NO_FIT.search(error or ""))
+
+
+def run_summaries(synth_rows, *, out=None):
+    """Run :data:`SYNTH_SUMMARIES` on the synthesis rows, print their tables, return their
+    rows (tagged with ``"section": title``). Summaries returning ``None`` print nothing."""
+    out = sys.stdout if out is None else out
+    rows = []
+    for summary in SYNTH_SUMMARIES:
+        name = getattr(summary, "__name__", repr(summary))
+        try:
+            result = summary(synth_rows)
+        except Exception:
+            print(f"\n## {name}: FAILED\n{traceback.format_exc()}", file=out)
+            rows.append({"section": name, "error": traceback.format_exc(limit=3)})
+            continue
+        if result is None:
+            continue
+        title, summary_rows = result
+        summary_rows = [dict(r, section=title) for r in summary_rows]
+        print(f"\n## {title}\n", file=out)
+        print(format_table(_generic_columns(summary_rows), summary_rows) if summary_rows
+              else "(no rows)", file=out)
+        rows.extend(summary_rows)
+    return rows
 
 
 def run_sections(*, quick=False, out=None):
@@ -279,11 +329,13 @@ def run_benches(filter=None, devices=DEVICES, jobs=2, *, quick=False, sections=F
               "it (input shift register, output capture and XOR fold).", file=out)
         for row in rows:
             if row.get("error"):
-                print(f"\n{row['name']} {row['device']} failed:\n{row['error']}", file=out)
+                what = "does not fit" if row.get("no_fit") else "failed"
+                print(f"\n{row['name']} {row['device']} {what}:\n{row['error']}", file=out)
             elif row.get("wrapper_limited"):
                 print(f"\nnote: {row['name']} {row['device']}: the critical path lies in the "
                       f"wrapper ({row['critical_path']}); the core's own Fmax is higher.",
                       file=out)
+        rows.extend(run_summaries(list(rows), out=out))
     else:
         print("(no benches selected" + ("" if BENCHES else "; none are registered") + ")",
               file=out)
