@@ -752,12 +752,10 @@ def test_stochastic_fp4_r2_quantizer():
     assert abs((codes == 5).mean() - 0.25) < 0.03
 
 
-@pytest.mark.xfail(strict=True, reason="accumulator_bits does not check chunk: chunk=0 (and "
-                   "negative chunks) return a width instead of raising like "
-                   "min_accumulator_bits(n, chunk=0) does")
-def test_accumulator_bits_checks_chunk():
+@pytest.mark.parametrize("chunk", [0, -5, 1.5, None])
+def test_accumulator_bits_checks_chunk(chunk):
     with pytest.raises(ValueError, match="Chunk must be a positive integer"):
-        accumulator_bits("fp16", chunk=0)
+        accumulator_bits("fp16", chunk=chunk)
 
 
 # --------------------------------------------------------------------------------------------
@@ -802,14 +800,16 @@ def test_broadcasting_matches_reference(data, batch_a, batch_g, n, fmt, phase, r
        out=st.sampled_from(["fp16", "e4m3", "bf16"]))
 def test_sign_symmetry(a, data, fmt, phase, rounding, acc, out):
     """Flipping every FP4 sign negates the result (rounding acts on magnitudes, saturation is
-    symmetric), and the value never exceeds the exact sum in magnitude under toward_zero."""
+    symmetric), and with the exact accumulator the value never exceeds the exact sum in
+    magnitude under toward_zero."""
     g = np.array(data.draw(st.lists(st.integers(0, 15), min_size=len(a), max_size=len(a))))
     a = np.array(a)
     kw = dict(acc=acc[0], chunk=acc[1], out_fmt=out, rounding=rounding)
     plus = decode_float(shift_mac(a, g, fmt, phase, **kw), out)
     minus = decode_float(shift_mac(a, g ^ 8, fmt, phase, **kw), out)
     assert plus == -minus
-    if rounding == "toward_zero":
+    # (a chunk accumulator's own rounding may move the sum either way)
+    if rounding == "toward_zero" and acc[0] == "exact":
         exact = float(sum(F(int(x)) * fp4_value(int(y), fmt, phase) for x, y in zip(a, g)))
         assert abs(plus) <= abs(exact)
 
