@@ -374,6 +374,22 @@ def test_output_ties_overflow_underflow(out_fmt, saturate, kind, lanes, fmt):
     result = mac_rtl(frames, lanes=lanes, fmt=fmt, out_fmt=out_fmt, saturate=saturate,
                      in_stall=0.3, out_stall=0.3, seed=lanes, **_kw(kind))
     assert len(result.values) == len(frames)
+    # the edges were reached where the operands can reach them: overflow (to the largest
+    # value, or Inf/NaN without saturation) and underflow (nonzero sums to zero)
+    f = FORMATS[out_fmt]
+    sums = np.concatenate([np.ldexp(products(fr["a"], fr["g"], fmt, fr["phase"]).sum(axis=1)
+                                    .astype(np.float64), product_lsb(fmt)) for fr in frames])
+    got = decode_float(np.concatenate(result.values), out_fmt)
+    beyond = np.abs(sums) > f.max_finite + 2.0 ** (math.floor(math.log2(f.max_finite))
+                                                    - f.man_bits)
+    if capacity(fmt, n, 0) > 1.2 * f.max_finite:
+        assert beyond.any()
+        if saturate or f.specials == "none":
+            assert (np.abs(got[beyond]) == f.max_finite).all()
+        else:
+            assert (~np.isfinite(got[beyond])).all()
+    if 2.0 ** (f.emin - f.man_bits) > 2.0 ** granule(fmt, 1):
+        assert ((got == 0) & (sums != 0)).any()
 
 
 # ---- chunked accumulation ----------------------------------------------------------------------
