@@ -76,7 +76,9 @@ def run_demo(*, rtl=True, simulator=None, lanes=8, block=32, elems=golden.MX_ELE
             line += f"{'yes' if same else 'NO':>15}"
         print(line, flush=True)
     if extras:
+        from .mac_demo import run_mac_demo
         failures += run_compression_demo(x, rtl=rtl, simulator=simulator, block=block)
+        failures += run_mac_demo(x, rtl=rtl, simulator=simulator)
     if failures:
         print(f"{failures} check(s) differ between RTL and golden model")
         return 1

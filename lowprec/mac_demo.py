@@ -10,17 +10,20 @@ from golden import mac
 __all__ = ["mac_operands", "mac_configs", "run_mac_demo"]
 
 
-def mac_operands(x, *, units=8, length=512, vectors=16, seed=7):
-    """The demo's operands from activations ``x``: ``units`` rows of ``length`` INT4 codes
-    (one per-tensor scale), and ``vectors`` FP4 gradient vectors (normal with a heavy tail,
-    scaled by a power of two so that the largest lands on the top level ``4^3``). Returns
-    ``(a, g, a_scale, g_scale, gradients)``."""
-    activations = np.asarray(x, np.float64)[:units, :length]
-    a, a_scale = mac.quantize_int4(activations)
+def mac_operands(x, *, units=8, length=4096, vectors=16, seed=7):
+    """The demo's operands from activations ``x`` (reshaped to rows of ``length``): ``units``
+    rows of ``length`` INT4 codes (a scale per row), and ``vectors`` FP4 gradient vectors
+    (normal times a log-normal scale per vector), each scaled by a power of two so that its
+    largest element lands near the top level ``4^3``. Returns ``(a, g, a_scale, g_scale,
+    gradients)``, the scales per row and per vector."""
+    activations = np.asarray(x, np.float64).reshape(-1, length)[:units]
+    pairs = [mac.quantize_int4(row) for row in activations]        # a scale per row
+    a = np.stack([codes for codes, _ in pairs])
+    a_scale = np.array([scale for _, scale in pairs])
     rs = np.random.default_rng(seed)
     gradients = rs.standard_normal((vectors, length)) * np.exp(rs.normal(0, 1, (vectors, 1)))
-    g_scale = 2.0 ** np.ceil(np.log2(np.abs(gradients).max() / 64))
-    g = mac.quantize_fp4(gradients, scale=g_scale)
+    g_scale = 2.0 ** np.ceil(np.log2(np.abs(gradients).max(axis=1) / 64))   # per vector
+    g = np.stack([mac.quantize_fp4(v, scale=s) for v, s in zip(gradients, g_scale)])
     return a, g, a_scale, g_scale, gradients
 
 
@@ -41,18 +44,18 @@ def _relative_rms(values, reference):
     return float(np.sqrt(np.mean((values - reference) ** 2)) / scale) if scale else 0.0
 
 
-def run_mac_demo(x, *, rtl=True, simulator=None, units=4, lanes=8, rtl_vectors=4):
+def run_mac_demo(x, *, rtl=True, simulator=None, units=4, lanes=8, rtl_vectors=2):
     """Print the tile's error against float64 for each accumulator; with ``rtl``, run the
     first ``rtl_vectors`` gradient vectors of every configuration through one
     :class:`hdl.ShiftMACArray` per accumulator in simulation. Returns the number of
     configurations whose RTL results differ from the golden model's."""
     a, g, a_scale, g_scale, gradients = mac_operands(x, units=units)
+    activations = np.asarray(x, np.float64).reshape(-1, a.shape[1])[:units]
     # the tile: every gradient vector against every activation row, units rows in lock step
     a_tile = np.broadcast_to(a, (g.shape[0],) + a.shape)
     g_tile = g[:, None, :]
     dequantized = (a.astype(np.float64)[None] * mac.dequantize_fp4(g)[:, None, :]).sum(-1)
-    unquantized = (np.asarray(x, np.float64)[:units, :a.shape[1]][None]
-                   * gradients[:, None, :]).sum(-1)
+    unquantized = (activations[None] * gradients[:, None, :]).sum(-1)
     print()
     print(f"4-bit shift MAC: {units} INT4 activation rows x {g.shape[0]} FP4 (radix-4) gradient "
           f"vectors of {a.shape[1]}, fp16 results"
@@ -69,17 +72,19 @@ def run_mac_demo(x, *, rtl=True, simulator=None, units=4, lanes=8, rtl_vectors=4
         codes = mac.shift_mac(a_tile, g_tile, units=units, **options)
         values = golden.decode_float(codes, "fp16")
         line = (f"{label:<{width}}{_relative_rms(values, dequantized):>14.2e}"
-                f"{_relative_rms(values * a_scale * g_scale, unquantized):>16.2e}")
+                f"{_relative_rms(values * a_scale[None] * g_scale[:, None], unquantized):>16.2e}")
         if rtl:
             from sim.mac import mac_rtl
             part = slice(0, rtl_vectors)
-            frame = dict(a=a_tile[part], g=g[part], rounding=options.get("rounding",
-                         "nearest_even"), phase=0, seed=options.get("seed", 0))
+            frame = dict(a=a_tile[part], g=g[part],
+                         rounding=options.get("rounding", "nearest_even"),
+                         seed=options.get("seed", 0))
             build = {k: v for k, v in options.items() if k in ("acc", "chunk")}
             result = mac_rtl([frame], units=units, lanes=lanes, simulator=simulator,
                              check=False, **build)
             expected = mac.shift_mac(a_tile[part], g_tile[part], units=units, **options)
-            same = np.array_equal(np.asarray(result[0]).reshape(expected.shape), expected)
+            same = np.array_equal(np.asarray(result.values[0]).reshape(expected.shape),
+                                  expected)
             failures += not same
             line += f"{'yes' if same else 'NO':>15}"
         print(line, flush=True)

@@ -70,6 +70,7 @@ def test_demo_golden_only(capsys):
     for elem in golden.MX_ELEMENTS:
         assert f"\n{elem} " in out
     assert "Activation compression" in out and "\ne2m1 +2 outliers, rle " in out
+    assert "4-bit shift MAC" in out and "\nfp16 acc, chunk 64, SR " in out
 
 
 @pytest.mark.cocotb
@@ -81,6 +82,17 @@ def test_compression_demo_rtl_agrees(capsys):
     assert run_compression_demo(x, rtl=True, rtl_rows=2) == 0
     out = capsys.readouterr().out
     assert out.count("yes") == 10 and "NO" not in out
+
+
+@pytest.mark.cocotb
+def test_mac_demo_rtl_agrees(capsys):
+    """The demo's shift-MAC table with the RTL array: every accumulator's results agree with
+    the golden model."""
+    from lowprec.demo import sample_activations
+    from lowprec.mac_demo import run_mac_demo
+    assert run_mac_demo(sample_activations(), rtl=True, rtl_vectors=1) == 0
+    out = capsys.readouterr().out
+    assert out.count("yes") == 5 and "NO" not in out
 
 
 def test_quantize_with_outliers_and_codebook(tensor, tmp_path):
