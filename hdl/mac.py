@@ -10,8 +10,9 @@ A unit takes ``lanes`` operand pairs a beat. The stages follow the golden model'
 3. **accumulation**: an exact integer over the dot product's beats (``acc="exact"``), or
    exact chunk sums of ``chunk`` products added into a float accumulator held as an integer
    in units of ``2^product_lsb`` and rounded to the accumulator format's grid by
-   :class:`GridRounder` after every chunk (a one-cycle loop, so chunks of one beat still run
-   at one beat per cycle);
+   :class:`GridRounder` after every chunk (a loop of two stages: sum, then rounding; two
+   chunk ends on consecutive beats hold the input for one cycle, so chunks and dot products
+   of two beats or more run at one beat per cycle);
 4. **output rounding**: normalisation (leading-one detection and a shift) and a
    :class:`~hdl.float.FloatRounder` to ``out_fmt``.
 
@@ -139,37 +140,41 @@ def _one_hot_index(one_hot, width):
 
 
 class GridRounder(wiring.Component):
-    """Rounds an integer to the grid of a float format; combinational.
+    """Rounds a magnitude to the grid of a float format, saturating; combinational.
 
-    The chunk accumulator's rounding: ``value`` counts units of ``2^lsb``; ``rounded`` is
-    the value of ``encode_float(value * 2^lsb, fmt, mode, saturate=True)`` in the same units
-    (exact when every value of ``fmt`` in range is a multiple of ``2^lsb``, which
-    :func:`golden.mac.check_accumulator` ensures for the MAC's accumulators).
+    The chunk accumulator's rounding: ``magnitude`` counts units of ``2^lsb``; ``rounded``
+    is the magnitude of ``encode_float(magnitude * 2^lsb, fmt, mode, saturate=True)`` in
+    the same units (exact when every value of ``fmt`` in range is a multiple of ``2^lsb``,
+    which :func:`golden.mac.check_accumulator` ensures for the MAC's accumulators; the
+    rounding modes act on magnitudes, so the sign stays outside).
 
     The bits under the format's quantum form a mask ``M`` (ones under the kept LSB), found
     from the leading one without an encoder: bit ``i`` is under the quantum iff the value has
     a one ``man_bits + 1`` or more places above it (or ``i`` lies under the quantum of the
     format's lowest binade). The rounding adds an increment under the kept LSB and clears
-    the masked bits: nearest even ``M >> 1`` plus the kept LSB, nearest away the top bit of
-    ``M``, stochastic the draw placed right under the kept LSB.
+    the masked bits: nearest even ``M >> 1`` plus the kept LSB (as the carry in), nearest
+    away the top bit of ``M``, stochastic the draw placed right under the kept LSB. A
+    magnitude above the largest finite value rounds to it (rounding is monotonic and that
+    value lies on the grid), so saturation needs no comparison after the addition.
 
     Parameters
     ----------
     fmt : str or FloatFormat
         The grid's format (radix 2).
     width : int
-        Width of ``value`` and ``rounded`` (signed), which must hold ±max finite.
+        Width of the signed accumulator, in bits: ``magnitude`` and ``rounded`` have
+        ``width - 1`` bits, which must hold the largest finite value.
     lsb : int
-        Exponent of ``value``'s unit.
+        Exponent of ``magnitude``'s unit.
     sr_bits : int
         Width of a stochastic-rounding draw (1..24).
 
     Attributes
     ----------
-    value : In(signed(width))
+    magnitude : In(width - 1)
     mode : In(RoundingMode)
     draw : In(sr_bits)
-    rounded : Out(signed(width))
+    rounded : Out(width - 1)
     """
 
     def __init__(self, fmt, *, width, lsb, sr_bits=8):
@@ -188,19 +193,18 @@ class GridRounder(wiring.Component):
             raise ValueError(f"Width {width} cannot hold the largest value of {self._fmt.name} "
                              f"in units of 2^{lsb}")
         super().__init__({
-            "value":   In(signed(width)),
-            "mode":    In(RoundingMode),
-            "draw":    In(self._sr_bits),
-            "rounded": Out(signed(width)),
+            "magnitude": In(width - 1),
+            "mode":      In(RoundingMode),
+            "draw":      In(self._sr_bits),
+            "rounded":   Out(width - 1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        fmt, width, R = self._fmt, self._width, self._sr_bits
+        fmt, R = self._fmt, self._sr_bits
+        width = self._width - 1
         man = fmt.man_bits
-        negative = self.value[-1]
-        magnitude = Signal(width)
-        m.d.comb += magnitude.eq(Mux(negative, -self.value, self.value))
+        magnitude = self.magnitude
 
         # above[j]: the magnitude has a one at bit j or higher
         above = Signal(width + 1)
@@ -226,21 +230,22 @@ class GridRounder(wiring.Component):
         m.d.comb += shift.eq(_one_hot_index(one_hot, width + 1))
 
         increment = Signal(width + 1)
+        carry = Signal()
         with m.Switch(self.mode):
             with m.Case(RoundingMode.NEAREST_EVEN):
-                kept_odd = (magnitude & one_hot[:width]).any() & mask[0]
-                m.d.comb += increment.eq((mask >> 1) + kept_odd)
+                m.d.comb += [
+                    increment.eq(mask >> 1),
+                    carry.eq((magnitude & one_hot[:width]).any() & mask[0]),
+                ]
             with m.Case(RoundingMode.NEAREST_AWAY):
-                m.d.comb += increment.eq(mask - (mask >> 1))
+                m.d.comb += increment.eq(mask & ~(mask >> 1))
             with m.Case(RoundingMode.TOWARD_ZERO):
                 m.d.comb += increment.eq(0)
             with m.Case(RoundingMode.STOCHASTIC):
                 m.d.comb += increment.eq((self.draw << shift) >> R)
         rounded = Signal(width + 1)
-        m.d.comb += rounded.eq((magnitude + increment) & ~Cat(mask, C(0, 1)))
-        clamped = Signal(width)
-        m.d.comb += clamped.eq(Mux(rounded > self._largest, self._largest, rounded))
-        m.d.comb += self.rounded.eq(Mux(negative, -clamped, clamped))
+        m.d.comb += rounded.eq((magnitude + increment + carry) & ~Cat(mask, C(0, 1)))
+        m.d.comb += self.rounded.eq(Mux(magnitude > self._largest, self._largest, rounded))
         return m
 
 
@@ -256,10 +261,12 @@ def _leading_one(m, value, width, *, name):
 class _MACCore(Elaboratable):
     """The control and ``units`` datapaths shared by the units and arrays.
 
-    Inputs (plain signals set by the owner): ``en`` (every stage advances), ``valid``,
-    ``a`` (a list of ``units`` ArrayLayout(4, lanes) values), ``g``, ``last``, ``end``,
-    ``cfg``. Outputs, :attr:`latency` advances after the beat that ends a dot product:
-    ``out_valid``, ``out_values`` (a list of codes), ``out_end``, ``out_overflow``.
+    Inputs (plain signals set by the owner): ``en`` (the stages from the accumulator on
+    advance), ``valid``, ``a`` (a list of ``units`` ArrayLayout(4, lanes) values), ``g``,
+    ``last``, ``end``, ``cfg``. ``ready``: the beat offered is taken when ``valid`` and
+    ``ready`` are high (``en``, except while the float accumulator's loop is busy). Outputs,
+    :attr:`latency` advances after the beat that ends a dot product: ``out_valid``,
+    ``out_values`` (a list of codes), ``out_end``, ``out_overflow``.
     """
 
     def __init__(self, *, units, lanes, fmt, acc, chunk, out_fmt, max_length, sr_bits,
@@ -277,16 +284,19 @@ class _MACCore(Elaboratable):
             # the seed hash (4 stages) must be ready where the generator sits
             self.tree_stages = max(self.tree_levels, SeedMixer.LATENCY - 1)
             self.generator_stage = 1 + self.tree_stages
+            accumulate = 1                   # the accumulator and result register
         else:
             self.chunk_beats = chunk // lanes
             self.chunk_width = chunk_sum_bits(chunk, fmt)
             self.sum_width = accumulator_bits(acc, fmt, chunk=chunk)
             self.tree_stages = max(self.tree_levels, SeedMixer.LATENCY - 2)
             self.generator_stage = 2 + self.tree_stages
-        # product, tree, accumulate (+ chunk stage), normalise (2), rounder
-        self.latency = self.generator_stage + 1 + 2 + FloatRounder.LATENCY
+            accumulate = 2                   # the loop's two stages
+        # products, tree (+ chunk sums), accumulation, normalisation (2), rounder
+        self.latency = self.generator_stage + accumulate + 2 + FloatRounder.LATENCY
 
         self.en = Signal()
+        self.ready = Signal()
         self.valid = Signal()
         self.a = [Signal(data.ArrayLayout(4, lanes), name=f"a{p}") for p in range(units)]
         self.g = Signal(data.ArrayLayout(4, lanes))
@@ -317,9 +327,15 @@ class _MACCore(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        en, units, lanes = self.en, self.units, self.lanes
+        units, lanes = self.units, self.lanes
         exact = self.acc == "exact"
-        take = en & self.valid
+        # `en` moves the accumulator and everything after it; `up` the stages before it,
+        # which hold while the float accumulator's loop is busy with the previous chunk.
+        en = self.en
+        up = self.ready
+        hazard = Signal()
+        m.d.comb += up.eq(en & ~hazard)
+        take = up & self.valid
 
         # Frame and dot-product bookkeeping at the input.
         in_frame = Signal()
@@ -374,38 +390,40 @@ class _MACCore(Elaboratable):
             m.d.comb += flags.overflow.eq(too_long | beat_over)
 
         m.submodules.mixer = mixer = SeedMixer()
-        m.d.comb += [mixer.en.eq(en), mixer.seed.eq(beat_cfg.seed)]
-        mixed = delayed(m, mixer.mixed, self.generator_stage - SeedMixer.LATENCY, en=en,
+        m.d.comb += [mixer.en.eq(up), mixer.seed.eq(beat_cfg.seed)]
+        mixed = delayed(m, mixer.mixed, self.generator_stage - SeedMixer.LATENCY, en=up,
                         name="mixed")
 
         # Stage 1: products. Stages 2..: the adder trees, padded to tree_stages.
         p1_flags = Signal(flags_layout)
-        with m.If(en):
+        with m.If(up):
             m.d.sync += p1_flags.eq(flags)
         sums = []
         for p in range(units):
             products = []
             for lane in range(lanes):
                 product = Signal(signed(self.product_width), name=f"u{p}_p{lane}")
-                with m.If(en):
+                with m.If(up):
                     m.d.sync += product.eq(self._product(m, self.a[p][lane], self.g[lane],
                                                          beat_cfg.phase))
                 products.append(product)
-            total, levels = adder_tree(m, products, en=en, name=f"u{p}_tree")
-            sums.append(delayed(m, total, self.tree_stages - levels, en=en, name=f"u{p}_pad"))
-        t_flags = delayed(m, p1_flags, self.tree_stages, en=en, name="t_flags")
+            total, levels = adder_tree(m, products, en=up, name=f"u{p}_tree")
+            sums.append(delayed(m, total, self.tree_stages - levels, en=up, name=f"u{p}_pad"))
+        t_flags = delayed(m, p1_flags, self.tree_stages, en=up, name="t_flags")
 
         # The generator: two draws per unit per event.
         m.submodules.draws = draws = StochasticDraws(lanes=2 * units, sr_bits=self.sr_bits)
         m.d.comb += draws.seed.eq(mixed)
 
-        results = [Signal(signed(self.sum_width), name=f"u{p}_result") for p in range(units)]
+        # The accumulation's results as sign and magnitude (or two's complement: exact).
+        results = [Signal(self.sum_width, name=f"u{p}_result") for p in range(units)]
+        result_signs = [Signal(name=f"u{p}_result_sign") for p in range(units)]
         out_draws = [Signal(self.sr_bits, name=f"u{p}_out_draw") for p in range(units)]
         r_flags = Signal(flags_layout)
         if exact:
             m.d.comb += [
                 draws.restart.eq(t_flags.restart),
-                draws.advance.eq(en & t_flags.valid & t_flags.event),
+                draws.advance.eq(up & t_flags.valid & t_flags.event),
             ]
             for p in range(units):
                 accumulator = Signal(signed(self.sum_width), name=f"u{p}_acc")
@@ -414,47 +432,18 @@ class _MACCore(Elaboratable):
                 with m.If(en):
                     with m.If(t_flags.valid):
                         m.d.sync += accumulator.eq(total)
-                    m.d.sync += [results[p].eq(total), out_draws[p].eq(draws.draws[2 * p + 1])]
+                    m.d.sync += [
+                        results[p].eq(total),
+                        result_signs[p].eq(total < 0),
+                        out_draws[p].eq(draws.draws[2 * p + 1]),
+                    ]
             with m.If(en):
                 m.d.sync += [r_flags.eq(t_flags), r_flags.valid.eq(t_flags.valid & t_flags.last)]
         else:
-            # chunk sums, then the float accumulator (a one-cycle loop per event)
-            c_flags = Signal(flags_layout)
-            with m.If(en):
-                m.d.sync += [c_flags.eq(t_flags), c_flags.valid.eq(t_flags.valid & t_flags.event)]
-            m.d.comb += [
-                draws.restart.eq(c_flags.restart),
-                draws.advance.eq(en & c_flags.valid),
-            ]
-            acc_fresh = Signal(init=1)
-            with m.If(en & c_flags.valid):
-                m.d.sync += acc_fresh.eq(c_flags.last)
-            for p in range(units):
-                partial = Signal(signed(self.chunk_width), name=f"u{p}_chunk")
-                chunk_total = Signal(signed(self.chunk_width), name=f"u{p}_chunk_total")
-                chunk_sum = Signal(signed(self.chunk_width), name=f"u{p}_chunk_sum")
-                m.d.comb += chunk_total.eq(Mux(t_flags.chunk_start, 0, partial) + sums[p])
-                with m.If(en):
-                    with m.If(t_flags.valid):
-                        m.d.sync += partial.eq(chunk_total)
-                    m.d.sync += chunk_sum.eq(chunk_total)
-                accumulator = Signal(signed(self.sum_width), name=f"u{p}_acc")
-                m.submodules[f"u{p}_grid"] = grid = GridRounder(
-                    self.acc, width=self.sum_width, lsb=self.lsb, sr_bits=self.sr_bits)
-                m.d.comb += [
-                    grid.value.eq(Mux(acc_fresh, 0, accumulator) + chunk_sum),
-                    grid.mode.eq(c_flags.mode),
-                    grid.draw.eq(draws.draws[2 * p]),
-                ]
-                with m.If(en):
-                    with m.If(c_flags.valid):
-                        m.d.sync += accumulator.eq(grid.rounded)
-                    m.d.sync += [results[p].eq(grid.rounded),
-                                 out_draws[p].eq(draws.draws[2 * p + 1])]
-            with m.If(en):
-                m.d.sync += [r_flags.eq(c_flags), r_flags.valid.eq(c_flags.valid & c_flags.last)]
+            self._chunk_accumulators(m, up, en, hazard, t_flags, sums, draws, results,
+                                     result_signs, out_draws, r_flags, flags_layout)
 
-        # Normalisation: sign, magnitude and leading one; then the significand shifted up.
+        # Normalisation: magnitude and leading one; then the significand shifted up.
         width = self.sum_width
         exponent_shape = signed(max(abs(self.lsb), abs(self.lsb + width)).bit_length() + 2)
         n1_flags = Signal(flags_layout)
@@ -463,9 +452,12 @@ class _MACCore(Elaboratable):
             m.d.sync += [n1_flags.eq(r_flags), n2_flags.eq(n1_flags)]
         for p in range(units):
             magnitude = Signal(width, name=f"u{p}_magnitude")
+            if exact:
+                m.d.comb += magnitude.eq(Mux(result_signs[p], -results[p], results[p]))
+            else:
+                m.d.comb += magnitude.eq(results[p])
             n1_sign = Signal(name=f"u{p}_n1_sign")
             n1_magnitude = Signal(width, name=f"u{p}_n1_magnitude")
-            m.d.comb += magnitude.eq(Mux(results[p] < 0, -results[p], results[p]))
             lead = _leading_one(m, magnitude, width, name=f"u{p}_lead")
             n1_lead = Signal.like(lead, name=f"u{p}_n1_lead")
             n1_zeros = Signal(range(max(width, 2)), name=f"u{p}_n1_zeros")
@@ -476,7 +468,7 @@ class _MACCore(Elaboratable):
             n2_draw = Signal(self.sr_bits, name=f"u{p}_n2_draw")
             with m.If(en):
                 m.d.sync += [
-                    n1_sign.eq(results[p] < 0), n1_magnitude.eq(magnitude), n1_lead.eq(lead),
+                    n1_sign.eq(result_signs[p]), n1_magnitude.eq(magnitude), n1_lead.eq(lead),
                     n1_zeros.eq(width - 1 - lead),
                     n1_draw.eq(out_draws[p]),
                     n2_sign.eq(n1_sign), n2_draw.eq(n1_draw),
@@ -504,6 +496,87 @@ class _MACCore(Elaboratable):
             self.out_overflow.eq(o_flags.overflow),
         ]
         return m
+
+    def _chunk_accumulators(self, m, up, en, hazard, t_flags, sums, draws, results,
+                            result_signs, out_draws, r_flags, flags_layout):
+        """Chunk sums, then the float accumulators: a loop of two stages per event.
+
+        ``c``: the chunk sum of an event, and the generator's draws. ``l1``: the sum of
+        accumulator and chunk sum as sign and magnitude (one addition with the accumulator's
+        sign folded into a conditional complement, then the absolute value). The accumulator
+        (sign and magnitude) takes the rounded magnitude at the end of ``l1``. An event in
+        ``c`` while ``l1`` holds one would read a stale accumulator: ``hazard`` holds it (and
+        everything before it) for that cycle, so dot products and chunks of two beats or
+        more run at one beat per cycle.
+        """
+        c_flags = Signal(flags_layout)
+        with m.If(up):
+            m.d.sync += [c_flags.eq(t_flags), c_flags.valid.eq(t_flags.valid & t_flags.event)]
+        l1_flags = Signal(flags_layout)
+        m.d.comb += hazard.eq(c_flags.valid & l1_flags.valid)
+        with m.If(en):
+            m.d.sync += l1_flags.eq(c_flags)
+            with m.If(hazard):
+                m.d.sync += l1_flags.valid.eq(0)
+        m.d.comb += [
+            draws.restart.eq(c_flags.restart),
+            draws.advance.eq(up & c_flags.valid),
+        ]
+        acc_fresh = Signal(init=1)               # the next event starts a dot product
+        with m.If(en & l1_flags.valid):
+            m.d.sync += acc_fresh.eq(l1_flags.last)
+        width = self.sum_width
+        for p in range(self.units):
+            partial = Signal(signed(self.chunk_width), name=f"u{p}_chunk")
+            chunk_total = Signal(signed(self.chunk_width), name=f"u{p}_chunk_total")
+            chunk_sum = Signal(signed(self.chunk_width), name=f"u{p}_chunk_sum")
+            m.d.comb += chunk_total.eq(Mux(t_flags.chunk_start, 0, partial) + sums[p])
+            with m.If(up):
+                with m.If(t_flags.valid):
+                    m.d.sync += partial.eq(chunk_total)
+                m.d.sync += chunk_sum.eq(chunk_total)
+
+            acc_sign = Signal(name=f"u{p}_acc_sign")
+            acc_magnitude = Signal(width - 1, name=f"u{p}_acc_magnitude")
+            # (-1)^sign * magnitude as the complement of the magnitude plus a carry in
+            flip = Signal(name=f"u{p}_flip")
+            operand = Signal(width, name=f"u{p}_operand")
+            total = Signal(signed(width), name=f"u{p}_loop_total")
+            m.d.comb += [
+                flip.eq(acc_sign & ~acc_fresh),
+                operand.eq(Mux(acc_fresh, 0, acc_magnitude) ^ flip.replicate(width)),
+                total.eq(chunk_sum + operand.as_signed() + flip),
+            ]
+            l1_sign = Signal(name=f"u{p}_l1_sign")
+            l1_magnitude = Signal(width - 1, name=f"u{p}_l1_magnitude")
+            l1_acc_draw = Signal(self.sr_bits, name=f"u{p}_l1_acc_draw")
+            l1_out_draw = Signal(self.sr_bits, name=f"u{p}_l1_out_draw")
+            with m.If(en):
+                m.d.sync += [
+                    l1_sign.eq(total < 0),
+                    l1_magnitude.eq(Mux(total < 0, -total, total)),
+                    l1_acc_draw.eq(draws.draws[2 * p]),
+                    l1_out_draw.eq(draws.draws[2 * p + 1]),
+                ]
+            m.submodules[f"u{p}_grid"] = grid = GridRounder(
+                self.acc, width=width, lsb=self.lsb, sr_bits=self.sr_bits)
+            m.d.comb += [
+                grid.magnitude.eq(l1_magnitude),
+                grid.mode.eq(l1_flags.mode),
+                grid.draw.eq(l1_acc_draw),
+            ]
+            # a sum that rounds to zero is +0, as the golden model's integer accumulator
+            sign = l1_sign & (grid.rounded != 0)
+            with m.If(en):
+                with m.If(l1_flags.valid):
+                    m.d.sync += [acc_sign.eq(sign), acc_magnitude.eq(grid.rounded)]
+                m.d.sync += [
+                    results[p].eq(grid.rounded),
+                    result_signs[p].eq(sign),
+                    out_draws[p].eq(l1_out_draw),
+                ]
+        with m.If(en):
+            m.d.sync += [r_flags.eq(l1_flags), r_flags.valid.eq(l1_flags.valid & l1_flags.last)]
 
 
 class _MACParameters:
@@ -619,7 +692,7 @@ class ShiftMACUnit(_MACParameters, wiring.Component):
         # every stage advances while the output register is empty or being read
         m.d.comb += [
             core.en.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(core.en),
+            self.i.ready.eq(core.ready),
             core.valid.eq(self.i.valid),
             core.a[0].eq(self.i.payload.a),
             core.g.eq(self.i.payload.g),
@@ -648,7 +721,9 @@ class ShiftMACArray(_MACParameters, wiring.Component):
     operand (a GEMM tile: one ``g`` vector against ``units`` rows of ``a``), writing result
     rows into a memory bank that a host reads back through a stream.
 
-    The array never holds its input off (``i.ready`` is always high): a result row is written
+    The array never holds its input off (``i.ready`` is high) except with a float accumulator
+    when chunk ends come on consecutive beats (chunks or dot products of one beat), one cycle
+    each; it never waits for the host. A result row is written
     :attr:`latency` cycles after the beat that ends its dot product, at row ``rows mod depth``,
     and :attr:`rows` counts the rows written since reset; the host reads rows by address.
     Results are :func:`golden.mac.shift_mac` with ``units=units``.
@@ -712,7 +787,7 @@ class ShiftMACArray(_MACParameters, wiring.Component):
         m.submodules.core = core = self._core(self._units)
         m.d.comb += [
             core.en.eq(1),
-            self.i.ready.eq(1),
+            self.i.ready.eq(core.ready),
             core.valid.eq(self.i.valid),
             core.g.eq(self.i.payload.g),
             core.last.eq(self.i.payload.last),

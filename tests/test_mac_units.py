@@ -75,9 +75,11 @@ def _grid(fmt, width, lsb, sr_bits, rounding, values, draws):
     async def testbench(ctx):
         ctx.set(dut.mode, ROUNDING_NAMES[rounding])
         for value, draw in zip(values, draws):
-            ctx.set(dut.value, int(value))
+            # magnitudes in and out: the sign stays outside
+            ctx.set(dut.magnitude, abs(int(value)))
             ctx.set(dut.draw, int(draw))
-            out.append(ctx.get(dut.rounded))
+            rounded = ctx.get(dut.rounded)
+            out.append(-rounded if value < 0 else rounded)
 
     sim = Simulator(dut)
     sim.add_testbench(testbench)
