@@ -564,6 +564,20 @@ def test_sustained_macs_per_cycle(kind, units, lanes, read_stall):
     assert rate == lanes * (units or 1)
 
 
+@pytest.mark.parametrize("chunk_beats, expected", [(2, 1.0), (4, 1.0), (1, 0.51)])
+def test_chunked_array_rate(chunk_beats, expected):
+    """A float accumulator's loop takes two cycles per chunk: chunks of two beats or more run
+    at one beat per cycle, one-beat chunks at one beat every two cycles (the array holds its
+    input off meanwhile)."""
+    lanes, units = 4, 2
+    rng = np.random.default_rng(9)
+    frames = random_frames(rng, count=2, lanes=lanes, units=units, n=(8 * lanes, 8 * lanes),
+                           T=(6, 6))
+    rate = sustained_macs_per_cycle(frames, units=units, lanes=lanes, depth=64,
+                                    acc="fp16", chunk=chunk_beats * lanes)
+    assert rate == pytest.approx(expected * lanes * units, rel=0.03)
+
+
 def test_sustained_rate_drops_with_stalls():
     rng = np.random.default_rng(6)
     frames = random_frames(rng, count=2, lanes=4, n=(12, 16), T=(10, 10))
