@@ -206,11 +206,10 @@ class GridRounder(wiring.Component):
         man = fmt.man_bits
         magnitude = self.magnitude
 
-        # above[j]: the magnitude has a one at bit j or higher
+        # above[j]: the magnitude has a one at bit j or higher (each an OR tree, not a chain)
         above = Signal(width + 1)
-        m.d.comb += above[width].eq(0)
-        for j in reversed(range(width)):
-            m.d.comb += above[j].eq(above[j + 1] | magnitude[j])
+        for j in range(width):
+            m.d.comb += above[j].eq(magnitude[j:].any())
 
         def has_one_from(j):
             return above[min(max(j, 0), width)] if j < width else C(0, 1)
@@ -250,11 +249,22 @@ class GridRounder(wiring.Component):
 
 
 def _leading_one(m, value, width, *, name):
-    """The index of the leading one of an unsigned ``value`` (0 for zero): a priority encoder."""
+    """The index of the leading one of an unsigned ``value`` (0 for zero), as a tree of
+    ``log2(width)`` levels: the upper half's index when it has a one, else the lower's."""
+    def lead_of(bits):
+        if len(bits) == 1:
+            return C(0, 1), bits[0]
+        half = 1 << ((len(bits) - 1).bit_length() - 1)        # a power of two below len
+        low_index, low_any = lead_of(bits[:half])
+        high_index, high_any = lead_of(bits[half:])
+        half_bits = half.bit_length() - 1
+        high = Cat(high_index, C(0, half_bits))[:half_bits]    # below half: just a top bit
+        low = Cat(low_index, C(0, half_bits))[:half_bits]
+        return Mux(high_any, Cat(high, C(1, 1)), Cat(low, C(0, 1))), low_any | high_any
+
+    index, _ = lead_of([value[j] for j in range(width)])
     lead = Signal(range(max(width, 2)), name=name)
-    for j in range(width):
-        with m.If(value[j]):
-            m.d.comb += lead.eq(j)
+    m.d.comb += lead.eq(index)
     return lead
 
 
@@ -292,8 +302,8 @@ class _MACCore(Elaboratable):
             self.tree_stages = max(self.tree_levels, SeedMixer.LATENCY - 2)
             self.generator_stage = 2 + self.tree_stages
             accumulate = 2                   # the loop's two stages
-        # products, tree (+ chunk sums), accumulation, normalisation (2), rounder
-        self.latency = self.generator_stage + accumulate + 2 + FloatRounder.LATENCY
+        # products, tree (+ chunk sums), accumulation, normalisation (3), rounder
+        self.latency = self.generator_stage + accumulate + 3 + FloatRounder.LATENCY
 
         self.en = Signal()
         self.ready = Signal()
@@ -443,22 +453,23 @@ class _MACCore(Elaboratable):
             self._chunk_accumulators(m, up, en, hazard, t_flags, sums, draws, results,
                                      result_signs, out_draws, r_flags, flags_layout)
 
-        # Normalisation: magnitude and leading one; then the significand shifted up.
+        # Normalisation: the magnitude; its leading one; the significand shifted up.
         width = self.sum_width
         exponent_shape = signed(max(abs(self.lsb), abs(self.lsb + width)).bit_length() + 2)
-        n1_flags = Signal(flags_layout)
-        n2_flags = Signal(flags_layout)
-        with m.If(en):
-            m.d.sync += [n1_flags.eq(r_flags), n2_flags.eq(n1_flags)]
+        n_flags = delayed(m, r_flags, 3, en=en, name="n_flags")
         for p in range(units):
-            magnitude = Signal(width, name=f"u{p}_magnitude")
-            if exact:
-                m.d.comb += magnitude.eq(Mux(result_signs[p], -results[p], results[p]))
-            else:
-                m.d.comb += magnitude.eq(results[p])
+            n0_sign = Signal(name=f"u{p}_n0_sign")
+            n0_magnitude = Signal(width, name=f"u{p}_n0_magnitude")
+            n0_draw = Signal(self.sr_bits, name=f"u{p}_n0_draw")
+            with m.If(en):
+                if exact:
+                    m.d.sync += n0_magnitude.eq(Mux(result_signs[p], -results[p], results[p]))
+                else:
+                    m.d.sync += n0_magnitude.eq(results[p])
+                m.d.sync += [n0_sign.eq(result_signs[p]), n0_draw.eq(out_draws[p])]
+            lead = _leading_one(m, n0_magnitude, width, name=f"u{p}_lead")
             n1_sign = Signal(name=f"u{p}_n1_sign")
             n1_magnitude = Signal(width, name=f"u{p}_n1_magnitude")
-            lead = _leading_one(m, magnitude, width, name=f"u{p}_lead")
             n1_lead = Signal.like(lead, name=f"u{p}_n1_lead")
             n1_zeros = Signal(range(max(width, 2)), name=f"u{p}_n1_zeros")
             n1_draw = Signal(self.sr_bits, name=f"u{p}_n1_draw")
@@ -468,9 +479,9 @@ class _MACCore(Elaboratable):
             n2_draw = Signal(self.sr_bits, name=f"u{p}_n2_draw")
             with m.If(en):
                 m.d.sync += [
-                    n1_sign.eq(result_signs[p]), n1_magnitude.eq(magnitude), n1_lead.eq(lead),
+                    n1_sign.eq(n0_sign), n1_magnitude.eq(n0_magnitude), n1_lead.eq(lead),
                     n1_zeros.eq(width - 1 - lead),
-                    n1_draw.eq(out_draws[p]),
+                    n1_draw.eq(n0_draw),
                     n2_sign.eq(n1_sign), n2_draw.eq(n1_draw),
                     n2_exponent.eq(n1_lead + self.lsb),
                     n2_significand.eq(n1_magnitude << n1_zeros),
@@ -485,11 +496,11 @@ class _MACCore(Elaboratable):
                 rounder.significand.eq(n2_significand),
                 rounder.inf.eq(0),
                 rounder.nan.eq(0),
-                rounder.mode.eq(n2_flags.mode),
+                rounder.mode.eq(n_flags.mode),
                 rounder.draw.eq(n2_draw),
                 self.out_values[p].eq(rounder.code),
             ]
-        o_flags = delayed(m, n2_flags, FloatRounder.LATENCY, en=en, name="o_flags")
+        o_flags = delayed(m, n_flags, FloatRounder.LATENCY, en=en, name="o_flags")
         m.d.comb += [
             self.out_valid.eq(o_flags.valid),
             self.out_end.eq(o_flags.end),
