@@ -285,7 +285,8 @@ class _MACCore(Elaboratable):
         self.fmt, self.acc, self.chunk, self.out_fmt = fmt, acc, chunk, out_fmt
         self.sr_bits, self.saturate, self.multiply = sr_bits, saturate, multiply
         self.lsb = product_lsb(fmt)
-        self.product_width = 5 + max_shift(fmt)
+        # products before the phase's shift, which is applied once to each tree's sum
+        self.product_width = 5 + max_shift(fmt) - 1
         self.tree_levels = _tree_levels(lanes)
         self.tree_width = self.product_width + self.tree_levels
         if acc == "exact":
@@ -318,16 +319,18 @@ class _MACCore(Elaboratable):
         self.out_end = Signal()
         self.out_overflow = Signal()
 
-    def _product(self, m, a, g, phase):
-        """The product of INT4 code ``a`` and FP4 code ``g`` in units of ``2^lsb``."""
+    def _product(self, m, a, g):
+        """The product of INT4 code ``a`` and FP4 code ``g`` in units of ``2^(lsb + 1)``:
+        ``±a << log2(radix) * (e - 1)``; the phase's one further place is added to the sum."""
         rlog = 2 if self.fmt.radix == 4 else 1
         exponent = g[:3]
         negative = g[3]
-        shift = Signal(range(max_shift(self.fmt) + 1))
-        m.d.comb += shift.eq(rlog * (exponent - 1) + 1 - phase)
+        steps = Signal(3)                        # e - 1: the shift in units of log2(radix)
+        m.d.comb += steps.eq(exponent - 1)
+        shift = steps * rlog if rlog > 1 else steps
         value = a.as_signed()
         if self.multiply:
-            decoded = Signal(signed(max_shift(self.fmt) + 2))
+            decoded = Signal(signed(max_shift(self.fmt) + 1))
             m.d.comb += decoded.eq(Mux(exponent == 0, 0,
                                        Mux(negative, -(C(1, 1) << shift), C(1, 1) << shift)))
             return value * decoded
@@ -383,7 +386,7 @@ class _MACCore(Elaboratable):
 
         flags_layout = data.StructLayout({
             "valid": 1, "last": 1, "end": 1, "first": 1, "chunk_start": 1, "event": 1,
-            "restart": 1, "overflow": 1, "mode": RoundingMode,
+            "restart": 1, "overflow": 1, "phase": 1, "mode": RoundingMode,
         })
         flags = Signal(flags_layout)
         m.d.comb += [
@@ -395,6 +398,7 @@ class _MACCore(Elaboratable):
             flags.event.eq(event),
             flags.restart.eq(fresh & event),
             flags.mode.eq(beat_cfg.rounding),
+            flags.phase.eq(beat_cfg.phase),
         ]
         if exact:
             m.d.comb += flags.overflow.eq(too_long | beat_over)
@@ -414,12 +418,16 @@ class _MACCore(Elaboratable):
             for lane in range(lanes):
                 product = Signal(signed(self.product_width), name=f"u{p}_p{lane}")
                 with m.If(up):
-                    m.d.sync += product.eq(self._product(m, self.a[p][lane], self.g[lane],
-                                                         beat_cfg.phase))
+                    m.d.sync += product.eq(self._product(m, self.a[p][lane], self.g[lane]))
                 products.append(product)
             total, levels = adder_tree(m, products, en=up, name=f"u{p}_tree")
             sums.append(delayed(m, total, self.tree_stages - levels, en=up, name=f"u{p}_pad"))
         t_flags = delayed(m, p1_flags, self.tree_stages, en=up, name="t_flags")
+        # the even phase's levels are twice the odd phase's: one shift per sum, not per lane
+        for p in range(units):
+            phased = Signal(signed(sums[p].shape().width + 1), name=f"u{p}_sum")
+            m.d.comb += phased.eq(Mux(t_flags.phase, sums[p], sums[p] << 1))
+            sums[p] = phased
 
         # The generator: two draws per unit per event.
         m.submodules.draws = draws = StochasticDraws(lanes=2 * units, sr_bits=self.sr_bits)
