@@ -9,7 +9,8 @@ The model mirrors ``hdl/mac.py`` stage for stage:
    ``2^LSB`` where ``shift = x - LSB = log2(radix) * (e - 1) + 1 - phase`` and ``LSB`` is the
    smallest ``x`` of either phase (:func:`product_lsb`: -7 for ``fp4_r4``, -4 for ``fp4_r2``).
    Phase 1 is the odd phase of two-phase rounding: the FP4 operand's grid moved down by one
-   binade; the hardware folds the offset into the shift, so the result needs no correction.
+   binade. (The hardware shifts each lane by ``log2(radix) * (e - 1)`` and applies the
+   remaining ``1 - phase`` once to each beat's sum, which is the same integer.)
 2. **Chunk sums**: the integer products of ``chunk`` consecutive elements, summed exactly (the
    adder tree, ``chunk / lanes`` beats of it).
 3. **Accumulation.** ``acc="exact"``: one exact integer sum of all products. With a float

@@ -4,9 +4,11 @@ multipliers, the hardware twin of :func:`golden.mac.shift_mac`.
 A unit takes ``lanes`` operand pairs a beat. The stages follow the golden model's steps:
 
 1. **products**: FP4 code ``g`` (sign, exponent ``e``) selects a left shift of the INT4 code
-   ``a``, ``log2(radix) * (e - 1) + 1 - phase`` places, negated for a negative ``g``, zero
-   for ``e = 0``: an integer in units of ``2^product_lsb``;
-2. **adder tree**: an exact sum of the beat's products, one register level per tree level;
+   ``a``, ``log2(radix) * (e - 1)`` places, negated for a negative ``g``, zero for
+   ``e = 0``;
+2. **adder tree**: an exact sum of the beat's products, one register level per tree level,
+   moved up one more place in the even phase (``phase = 0``): an integer in units of
+   ``2^product_lsb``, the same as the golden model's sum of ``products``;
 3. **accumulation**: an exact integer over the dot product's beats (``acc="exact"``), or
    exact chunk sums of ``chunk`` products added into a float accumulator held as an integer
    in units of ``2^product_lsb`` and rounded to the accumulator format's grid by
