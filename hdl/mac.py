@@ -270,6 +270,17 @@ def _leading_one(m, value, width, *, name):
     return lead
 
 
+def _running_sum(m, addend, *, restart, valid, en, width, name):
+    """The sum of ``addend`` over the valid beats since the last one with ``restart``
+    (combinational, this beat included); its register ``name`` loads on ``en & valid``."""
+    held = Signal(signed(width), name=name)
+    total = Signal(signed(width), name=f"{name}_total")
+    m.d.comb += total.eq(Mux(restart, 0, held) + addend)
+    with m.If(en & valid):
+        m.d.sync += held.eq(total)
+    return total
+
+
 class _MACCore(Elaboratable):
     """The control and ``units`` datapaths shared by the units and arrays.
 
@@ -446,12 +457,9 @@ class _MACCore(Elaboratable):
                 draws.advance.eq(up & t_flags.valid & t_flags.event),
             ]
             for p in range(units):
-                accumulator = Signal(signed(self.sum_width), name=f"u{p}_acc")
-                total = Signal(signed(self.sum_width), name=f"u{p}_total")
-                m.d.comb += total.eq(Mux(t_flags.first, 0, accumulator) + sums[p])
+                total = _running_sum(m, sums[p], restart=t_flags.first, valid=t_flags.valid,
+                                     en=en, width=self.sum_width, name=f"u{p}_acc")
                 with m.If(en):
-                    with m.If(t_flags.valid):
-                        m.d.sync += accumulator.eq(total)
                     m.d.sync += [
                         results[p].eq(total),
                         result_signs[p].eq(total < 0),
@@ -548,13 +556,11 @@ class _MACCore(Elaboratable):
             m.d.sync += acc_fresh.eq(l1_flags.last)
         width = self.sum_width
         for p in range(self.units):
-            partial = Signal(signed(self.chunk_width), name=f"u{p}_chunk")
-            chunk_total = Signal(signed(self.chunk_width), name=f"u{p}_chunk_total")
+            chunk_total = _running_sum(m, sums[p], restart=t_flags.chunk_start,
+                                       valid=t_flags.valid, en=up, width=self.chunk_width,
+                                       name=f"u{p}_chunk")
             chunk_sum = Signal(signed(self.chunk_width), name=f"u{p}_chunk_sum")
-            m.d.comb += chunk_total.eq(Mux(t_flags.chunk_start, 0, partial) + sums[p])
             with m.If(up):
-                with m.If(t_flags.valid):
-                    m.d.sync += partial.eq(chunk_total)
                 m.d.sync += chunk_sum.eq(chunk_total)
 
             acc_sign = Signal(name=f"u{p}_acc_sign")
