@@ -262,13 +262,17 @@ def run_summaries(synth_rows, *, out=None):
             continue
         if result is None:
             continue
-        title, summary_rows = result
-        summary_rows = [dict(r, section=title) for r in summary_rows]
-        print(f"\n## {title}\n", file=out)
-        print(format_table(_generic_columns(summary_rows), summary_rows) if summary_rows
-              else "(no rows)", file=out)
-        rows.extend(summary_rows)
+        rows.extend(_print_section(*result, out))
     return rows
+
+
+def _print_section(title, section_rows, out):
+    """Print one extra table; return its rows tagged with ``section``."""
+    section_rows = [dict(r, section=title) for r in section_rows]
+    print(f"\n## {title}\n", file=out)
+    print(format_table(_generic_columns(section_rows), section_rows) if section_rows
+          else "(no rows)", file=out)
+    return section_rows
 
 
 def run_sections(*, quick=False, out=None):
@@ -283,11 +287,7 @@ def run_sections(*, quick=False, out=None):
             print(f"\n## {name}: FAILED\n{traceback.format_exc()}", file=out)
             rows.append({"section": name, "error": traceback.format_exc(limit=3)})
             continue
-        section_rows = [dict(r, section=title) for r in section_rows]
-        print(f"\n## {title}\n", file=out)
-        print(format_table(_generic_columns(section_rows), section_rows) if section_rows
-              else "(no rows)", file=out)
-        rows.extend(section_rows)
+        rows.extend(_print_section(title, section_rows, out))
     return rows
 
 
