@@ -21,7 +21,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from sim.streams import Scoreboard, StreamDriver, StreamSink, StreamTimeout
+from sim.streams import IdleWatchdog, Scoreboard, StreamDriver, StreamSink, StreamTimeout
 
 
 __all__ = ["compress_rtl", "compress_cycles", "run_compress", "engine_descriptor", "engine_beats", "engine_element",
@@ -239,7 +239,8 @@ async def compress_test(dut):
     last_bit = 1 << (width - 1)         # `last` is the payload's top bit (word, then last)
     received = sink.received
     errors = []
-    cycle = progress = last_progress = 0
+    cycle = 0
+    watchdog = IdleWatchdog(spec["max_idle_cycles"])
     ended = 0
     start = time.perf_counter()
     for port in (cfg, beats):
@@ -263,10 +264,7 @@ async def compress_test(dut):
             cfg.drive(cycle)
             beats.drive(cycle)
             sink.drive(cycle)
-            now = cfg.accepted + beats.accepted + len(received)
-            if now != progress:
-                progress, last_progress = now, cycle
-            elif cycle - last_progress > spec["max_idle_cycles"]:
+            if watchdog.idle(cycle, cfg.accepted + beats.accepted + len(received)):
                 raise StreamTimeout(f"No transfer for {spec['max_idle_cycles']} cycles: "
                                     f"{cfg.accepted} descriptors, {beats.accepted} beats "
                                     f"accepted, {ended} of {frames} frames out")

@@ -254,7 +254,7 @@ def decompress_rtl(frames, *, out_format="fp32", elems=("e4m3",), block=32, lane
 async def decompress_test(dut):
     """Send the frames' words on ``i``; take ``o`` and ``status`` until one status entry per
     frame has arrived and ``o`` has been idle for a while."""
-    from .streams import StreamDriver, StreamSink
+    from .streams import IdleWatchdog, StreamDriver, StreamSink
 
     with open(os.environ["LOWPREC_TB_DATA"]) as f:
         spec = json.load(f)
@@ -276,7 +276,8 @@ async def decompress_test(dut):
     dut.rst.value = 0
 
     errors = []
-    cycle = progress_cycle = progress = 0
+    cycle = 0
+    watchdog = IdleWatchdog(max_idle)
     quiet = 0
     start = time.perf_counter()
     driver.drive(cycle)
@@ -297,10 +298,7 @@ async def decompress_test(dut):
         driver.drive(cycle)
         sink.drive(cycle)
         status.drive(cycle)
-        now = driver.accepted + len(sink.received) + len(status.received)
-        if now != progress:
-            progress, progress_cycle = now, cycle
-        elif cycle - progress_cycle > max_idle:
+        if watchdog.idle(cycle, driver.accepted + len(sink.received) + len(status.received)):
             errors.append(f"No transfer on any stream for {max_idle} cycles (a hang): "
                           f"{driver.accepted} of {len(in_beats)} words taken, "
                           f"{len(status.received)} of {n_frames} status entries")

@@ -41,7 +41,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from sim.streams import StreamDriver, StreamSink, StreamTimeout
+from sim.streams import IdleWatchdog, StreamDriver, StreamSink, StreamTimeout
 
 
 __all__ = ["MACResult", "MACScoreboard", "mac_core", "mac_expected", "mac_rtl",
@@ -476,7 +476,8 @@ async def mac_test(dut):
     next_row = 0                        # next row to read in order
     rows_written = 0
     row_results = {}
-    cycle = progress = last_progress = 0
+    cycle = 0
+    watchdog = IdleWatchdog(spec["max_idle_cycles"])
     start = time.perf_counter()
 
     def lowest_needed():
@@ -553,10 +554,7 @@ async def mac_test(dut):
             if array:
                 reader.drive(cycle)
             sink.drive(cycle)
-            now = accepted + len(received) + (reader.accepted if array else 0)
-            if now != progress:
-                progress, last_progress = now, cycle
-            elif cycle - last_progress > spec["max_idle_cycles"]:
+            if watchdog.idle(cycle, accepted + len(received) + (reader.accepted if array else 0)):
                 raise StreamTimeout(f"No transfer for {spec['max_idle_cycles']} cycles: "
                                     f"{accepted} of {n_in} beats accepted, {len(received)} "
                                     f"results received")

@@ -16,7 +16,8 @@ import random
 from cocotb.triggers import RisingEdge
 
 
-__all__ = ["StreamDriver", "StreamSink", "Scoreboard", "StreamTimeout", "run_streams"]
+__all__ = ["StreamDriver", "StreamSink", "Scoreboard", "StreamTimeout", "IdleWatchdog",
+           "run_streams"]
 
 
 class StreamTimeout(AssertionError):
@@ -335,6 +336,23 @@ class Scoreboard:
             raise AssertionError(message)
 
 
+class IdleWatchdog:
+    """Notices a hang: :meth:`idle` is true once the count of transfers has not changed for
+    more than ``limit`` cycles."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._count = 0
+        self._since = 0
+
+    def idle(self, cycle, count):
+        """Whether ``count`` (transfers so far, at ``cycle``) has stood still too long."""
+        if count != self._count:
+            self._count, self._since = count, cycle
+            return False
+        return cycle - self._since > self.limit
+
+
 async def run_streams(clk, driver, sink, *, count, max_cycles, max_idle_cycles=None,
                       drain_cycles=8):
     """Run *driver* and *sink* together in one coroutine, one trigger per clock cycle.
@@ -367,7 +385,8 @@ async def run_streams(clk, driver, sink, *, count, max_cycles, max_idle_cycles=N
     received = sink.received
     n_in = driver.queued
     idle_limit = max_cycles if max_idle_cycles is None else max_idle_cycles
-    cycle = last_progress = progress = 0
+    cycle = 0
+    watchdog = IdleWatchdog(idle_limit)
 
     def timeout(what):
         return StreamTimeout(
@@ -385,10 +404,7 @@ async def run_streams(clk, driver, sink, *, count, max_cycles, max_idle_cycles=N
         s_sample(cycle)
         d_drive(cycle)
         s_drive(cycle)
-        now = driver.accepted + len(received)
-        if now != progress:
-            progress, last_progress = now, cycle
-        elif cycle - last_progress > idle_limit:
+        if watchdog.idle(cycle, driver.accepted + len(received)):
             raise timeout(f"No transfer on either stream for {idle_limit} cycles")
     for _ in range(drain_cycles):
         await edge
