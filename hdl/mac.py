@@ -301,7 +301,6 @@ class _MACCore(Elaboratable):
         # products before the phase's shift, which is applied once to each tree's sum
         self.product_width = 5 + max_shift(fmt) - 1
         self.tree_levels = _tree_levels(lanes)
-        self.tree_width = self.product_width + self.tree_levels
         if acc == "exact":
             self.max_beats = -(-max_length // lanes)
             self.sum_width = min_accumulator_bits(self.max_beats * lanes, fmt)
