@@ -185,6 +185,8 @@ class LinkController(wiring.Component):
         wr = buffer.write_port()
         rd = buffer.read_port(transparent_for=())
         m.submodules.crc = crc = catalog.CRC16_XMODEM(data_width=8).create()
+        m.submodules.info = info_rom = Memory(shape=8, depth=len(info), init=info)
+        info_read = info_rom.read_port(transparent_for=())
 
         counters = Array(Signal(32, name=f"count_{name}") for name in LINK_COUNTERS)
         bump = {name: Signal(name=f"bump_{name}") for name in LINK_COUNTERS}
@@ -201,10 +203,12 @@ class LinkController(wiring.Component):
         # Request fields.
         code = Signal(8)
         length = Signal(16)
-        index = Signal(16)              # payload byte in a request; buffer address otherwise
+        # Selectors of combinational muxes start away from the value they first take: Icarus
+        # never evaluates a mux whose selector has not changed since time 0 (amaranth#1629).
+        index = Signal(16, init=0xFFFF) # payload byte in a request; buffer address otherwise
         received_crc = Signal(16)
         too_long = Signal()
-        port = Signal(8)
+        port = Signal(8, init=0xFF)
         argument = Signal(16)           # READ's max_records
         port_ok = Signal()              # port exists and has the command's direction
         rec_size = Signal(range(rec_max + 1))
@@ -271,8 +275,8 @@ class LinkController(wiring.Component):
             m.d.comb += bump[counter].eq(1)
             respond(m, code_value)
 
-        header = Signal(2)              # header byte being sent: code, length low, length high
-        trailer = Signal()              # CRC byte being sent
+        header = Signal(2, init=3)      # header byte being sent: code, length low, length high
+        trailer = Signal(init=1)        # CRC byte being sent
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -391,10 +395,11 @@ class LinkController(wiring.Component):
 
             # INFO and STATUS: their answer is copied into the buffer, then sent like any other.
             with m.State("COPY-INFO"):
-                info_rom = Array(Const(b, 8) for b in info)
-                m.d.comb += [wr.addr.eq(index), wr.data.eq(info_rom[index]), wr.en.eq(1)]
+                # The ROM answers a cycle after its address: byte ``index - 1`` is written.
+                m.d.comb += [info_read.addr.eq(index), wr.addr.eq(index - 1),
+                             wr.data.eq(info_read.data), wr.en.eq(index != 0)]
                 m.d.sync += index.eq(index + 1)
-                with m.If(index == len(info) - 1):
+                with m.If(index == len(info)):
                     m.d.comb += bump["ok"].eq(1)
                     respond(m, LinkStatus.ACK, len(info))
             with m.State("COPY-STATUS"):

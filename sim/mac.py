@@ -44,7 +44,7 @@ from cocotb.triggers import RisingEdge
 from sim.streams import IdleWatchdog, StreamDriver, StreamSink, StreamTimeout
 
 
-__all__ = ["MACResult", "MACScoreboard", "mac_core", "mac_expected", "mac_rtl",
+__all__ = ["MACResult", "MACScoreboard", "mac_core", "mac_expected", "mac_rtl", "mac_stream", "mac_beats",
            "sustained_macs_per_cycle", "mac_test"]
 
 
@@ -264,6 +264,68 @@ class MACResult:
         return self.beats * self.lanes * self.units / self.in_span
 
 
+def mac_stream(core, parsed, *, rng=None, scramble=False):
+    """The input stream of frames on ``core``: ``(beats, columns, first_cfg, counts)``, the
+    packed ``i`` beats, their unpacked ``columns``, the packed ``cfg`` of each frame by the
+    index of its first beat, and the dot products of each frame. ``parsed``: frames as
+    :func:`_frame` returns them; ``scramble`` fills don't-care inputs from ``rng``."""
+    import numpy as np
+    from hdl.float import ROUNDING_NAMES
+    from hdl.mac import mac_config_layout
+    from .api import pack, pack_beats
+    info = _core_info(core)
+    lanes, P = info["lanes"], info["units"]
+    a_cols, g_cols, last_col, end_col = [], [], [], []
+    first_cfg, counts = {}, []
+    beat = 0
+    for a, g, rounding, phase, frame_seed in parsed:
+        T, n = g.shape
+        nb = -(-n // lanes)
+        pad = nb * lanes - n
+        if info["array"]:
+            a = a.reshape(T * P, n)
+        rows = a.shape[0]
+        if pad:
+            a_fill = rng.integers(-8, 8, (rows, pad)) if scramble else np.zeros((rows, pad),
+                                                                               np.int64)
+            g_fill = rng.choice([0, 8], (T, pad)) if scramble else np.zeros((T, pad), np.int64)
+            a = np.concatenate([a, a_fill], axis=1)
+            g = np.concatenate([g, g_fill], axis=1)
+        a = a & 15
+        if info["array"]:                                 # (T, P, nb, L) -> (T * nb, P, L)
+            a_cols.append(a.reshape(T, P, nb, lanes).transpose(0, 2, 1, 3)
+                          .reshape(T * nb, P, lanes))
+        else:
+            a_cols.append(a.reshape(T * nb, lanes))
+        g_cols.append(g.reshape(T * nb, lanes))
+        last = np.tile(np.arange(nb) == nb - 1, T)
+        end = np.zeros(T * nb, bool)
+        end[-1] = True
+        if scramble:
+            end |= (rng.random(T * nb) < 0.5) & ~last
+        last_col.append(last)
+        end_col.append(end)
+        first_cfg[beat] = pack(mac_config_layout, {"rounding": ROUNDING_NAMES[rounding],
+                                                   "phase": phase, "seed": frame_seed})
+        beat += T * nb
+        counts.append(T)
+    a_all = np.concatenate(a_cols)
+    columns = {"g": np.concatenate(g_cols), "last": np.concatenate(last_col).astype(np.int64),
+               "end": np.concatenate(end_col).astype(np.int64)}
+    columns["a"] = [a_all[:, p, :] for p in range(P)] if info["array"] else a_all
+    in_layout = core.i.payload.shape()
+    beats = pack_beats(in_layout, columns)
+    return beats, columns, first_cfg, counts
+
+
+def mac_beats(core, frames):
+    """The packed ``i`` beats of ``frames`` (dicts as for :func:`mac_rtl`) on ``core``,
+    padding lanes zero."""
+    info = _core_info(core)
+    parsed = [_frame(frame, k, info) for k, frame in enumerate(frames)]
+    return mac_stream(core, parsed)[0]
+
+
 def mac_rtl(frames, *, units=None, multiply=False, in_stall=0.0, out_stall=0.0,
             read_stall=None, reread=0.0, seed=0, scramble=True, check=True, expected=None,
             simulator=None, waves=None, core=None, **core_params):
@@ -330,46 +392,7 @@ def mac_rtl(frames, *, units=None, multiply=False, in_stall=0.0, out_stall=0.0,
     elif len(expected) != len(frames):
         raise ValueError(f"{len(expected)} expected frames for {len(frames)} frames")
 
-    a_cols, g_cols, last_col, end_col = [], [], [], []
-    first_cfg, counts = {}, []
-    beat = 0
-    for a, g, rounding, phase, frame_seed in parsed:
-        T, n = g.shape
-        nb = -(-n // lanes)
-        pad = nb * lanes - n
-        if info["array"]:
-            a = a.reshape(T * P, n)
-        rows = a.shape[0]
-        if pad:
-            a_fill = rng.integers(-8, 8, (rows, pad)) if scramble else np.zeros((rows, pad),
-                                                                               np.int64)
-            g_fill = rng.choice([0, 8], (T, pad)) if scramble else np.zeros((T, pad), np.int64)
-            a = np.concatenate([a, a_fill], axis=1)
-            g = np.concatenate([g, g_fill], axis=1)
-        a = a & 15
-        if info["array"]:                                 # (T, P, nb, L) -> (T * nb, P, L)
-            a_cols.append(a.reshape(T, P, nb, lanes).transpose(0, 2, 1, 3)
-                          .reshape(T * nb, P, lanes))
-        else:
-            a_cols.append(a.reshape(T * nb, lanes))
-        g_cols.append(g.reshape(T * nb, lanes))
-        last = np.tile(np.arange(nb) == nb - 1, T)
-        end = np.zeros(T * nb, bool)
-        end[-1] = True
-        if scramble:
-            end |= (rng.random(T * nb) < 0.5) & ~last
-        last_col.append(last)
-        end_col.append(end)
-        first_cfg[beat] = pack(mac_config_layout, {"rounding": ROUNDING_NAMES[rounding],
-                                                   "phase": phase, "seed": frame_seed})
-        beat += T * nb
-        counts.append(T)
-    a_all = np.concatenate(a_cols)
-    columns = {"g": np.concatenate(g_cols), "last": np.concatenate(last_col).astype(np.int64),
-               "end": np.concatenate(end_col).astype(np.int64)}
-    columns["a"] = [a_all[:, p, :] for p in range(P)] if info["array"] else a_all
-    in_layout = core.i.payload.shape()
-    beats = pack_beats(in_layout, columns)
+    beats, columns, first_cfg, counts = mac_stream(core, parsed, rng=rng, scramble=scramble)
     n_out = sum(counts)
 
     stall = max(in_stall, out_stall, read_stall)
