@@ -19,7 +19,7 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
 
 __all__ = ["BoardSimulation", "board_bridge"]
@@ -27,6 +27,12 @@ __all__ = ["BoardSimulation", "board_bridge"]
 
 #: Clock period of the simulation, ns (its absolute value only scales the reported time).
 _PERIOD_NS = 10
+
+
+def _cycles(n):
+    """A wait of ``n`` clock periods. (``ClockCycles`` would call back into Python on every
+    edge; a timer calls back once.)"""
+    return Timer(n * _PERIOD_NS * 1000, unit="ps")
 
 
 # ---- Python side -------------------------------------------------------------------------------
@@ -135,16 +141,18 @@ class _Bridge:
     async def send_bytes(self, data):
         """Drive ``rx``: bytes waiting from the socket as 8N1 characters."""
         dut, d = self.dut, self.divisor
+        await RisingEdge(dut.clk)
+        await Timer(_PERIOD_NS * 250, unit="ps")               # change rx between edges
         while self.running:
             if not self.to_board:
                 self.poll_data()
                 if not self.to_board:
-                    await ClockCycles(dut.clk, d)
+                    await _cycles(d)
                     continue
             byte = self.to_board.pop(0)
             for bit in [0] + [(byte >> n) & 1 for n in range(8)] + [1]:
                 dut.rx.value = bit
-                await ClockCycles(dut.clk, d)
+                await _cycles(d)
 
     def poll_data(self):
         try:
@@ -162,14 +170,15 @@ class _Bridge:
         dut, d = self.dut, self.divisor
         while self.running:
             await FallingEdge(dut.tx)
-            await ClockCycles(dut.clk, d // 2)
+            # Sample in the middle of each bit, a quarter period away from any clock edge.
+            await Timer(d * _PERIOD_NS * 500 + _PERIOD_NS * 250, unit="ps")
             if dut.tx.value != 0:
                 continue                                        # a glitch, not a start bit
             byte = 0
             for n in range(8):
-                await ClockCycles(dut.clk, d)
+                await _cycles(d)
                 byte |= int(dut.tx.value) << n
-            await ClockCycles(dut.clk, d)
+            await _cycles(d)
             if dut.tx.value != 1:
                 raise AssertionError("Board sent a character without a stop bit")
             try:
@@ -181,7 +190,7 @@ class _Bridge:
         dut = self.dut
         buffer = b""
         while self.running:
-            await ClockCycles(dut.clk, 64)
+            await _cycles(64)
             try:
                 chunk = self.control.recv(4096)
             except BlockingIOError:
@@ -196,7 +205,7 @@ class _Bridge:
                 answer = {}
                 if request["op"] == "reset":
                     dut.rst.value = 1
-                    await ClockCycles(dut.clk, request["cycles"])
+                    await _cycles(request["cycles"])
                     dut.rst.value = 0
                 elif request["op"] == "cycles":
                     from cocotb.utils import get_sim_time
@@ -219,7 +228,7 @@ async def board_bridge(dut):
         dut.rx.value = 1
         dut.rst.value = 1
         cocotb.start_soon(Clock(dut.clk, _PERIOD_NS, unit="ns").start())
-        await ClockCycles(dut.clk, 4)
+        await _cycles(4)
         dut.rst.value = 0
 
         listeners = []
@@ -246,10 +255,10 @@ async def board_bridge(dut):
         deadline = time.monotonic() + spec["wall_timeout_s"]
         control = cocotb.start_soon(bridge.serve_control())
         while bridge.running:
-            await ClockCycles(dut.clk, 1024)
+            await _cycles(1024)
             if time.monotonic() > deadline:
                 raise AssertionError(f"Board simulation ran past {spec['wall_timeout_s']} s")
-        await ClockCycles(dut.clk, 128)
+        await _cycles(128)
         for s in (bridge.data, bridge.control):
             s.close()
     except Exception as e:
