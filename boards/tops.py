@@ -14,6 +14,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from boards.build import BOARDS
 from hdl.link import LinkController, PortDirection
 from hdl.uart import UARTReceiver, UARTTransmitter
 
@@ -92,17 +93,26 @@ class TopConfig:
 
 # Bytes/s over a 3 Mbaud UART are about 300 k; every core here runs tens of millions of
 # elements per second, so the UART limits, and the clock is chosen for an exact baud divisor.
+def _on(board, **cores):
+    """A top for ``board`` (a name in :data:`boards.build.BOARDS`, which gives the clock and
+    the baud rate) with ``cores``."""
+    spec = BOARDS[board]
+    return TopConfig(name=board, clock_hz=spec.sys_hz, baud=spec.baud, **cores)
+
+
+#: The cores of the 85k-LUT ECP5 boards: both engines (bf16 tensors, two element choices) and
+#: a MAC array of four 8-lane units.
+_ECP5_85_CORES = dict(
+    compress=dict(in_format="bf16", elems=("e4m3", "e2m1"), block=32),
+    decompress=dict(out_format="bf16", elems=("e4m3", "e2m1"), block=32, lanes=2),
+    mac=dict(units=4, lanes=8, depth=256))
+
 TOPS = {
     # The iCE40UP5K holds the link and one MAC unit of 8 lanes; neither engine fits (their
     # smallest builds alone need 5388 and 6031 of its 5280 logic cells).
-    "icebreaker": TopConfig(
-        name="icebreaker", clock_hz=36_000_000, baud=3_000_000,
-        mac=dict(units=1, lanes=8, depth=64)),
-    "ulx3s-85f": TopConfig(
-        name="ulx3s-85f", clock_hz=45_000_000, baud=3_000_000,
-        compress=dict(in_format="bf16", elems=("e4m3", "e2m1"), block=32),
-        decompress=dict(out_format="bf16", elems=("e4m3", "e2m1"), block=32, lanes=2),
-        mac=dict(units=4, lanes=8, depth=256)),
+    "icebreaker": _on("icebreaker", mac=dict(units=1, lanes=8, depth=64)),
+    "ulx3s-85f": _on("ulx3s-85f", **_ECP5_85_CORES),
+    "ecpix5-85": _on("ecpix5-85", **_ECP5_85_CORES),
 }
 
 

@@ -6,8 +6,6 @@ behind which ports is a board top's choice (:mod:`boards.tops`).
 """
 
 import enum
-import struct
-import zlib
 
 from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
@@ -15,40 +13,19 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+# The protocol's constants and the INFO block are defined once, host side.
+from boards.protocol import (LINK_COUNTERS, MAGIC, PROTOCOL_VERSION, SYNC, Info, Port,
+                             Command as LinkCommand, Status as LinkStatus)
 
-__all__ = ["LinkController", "PortDirection", "LinkCommand", "LinkStatus", "LINK_COUNTERS",
-           "SYNC", "PROTOCOL_VERSION", "MAGIC", "record_bytes"]
 
-
-SYNC = 0x5A
-PROTOCOL_VERSION = 1
-MAGIC = b"LPRC"
-
-#: The link's own counters, in ``STATUS`` order (``docs/board.md``).
-LINK_COUNTERS = ("ok", "bad_crc", "unknown_command", "too_long", "bad_request", "timeouts",
-                 "garbage", "rx_errors")
+__all__ = ["LinkController", "PortDirection", "record_bytes"]
 
 
 class PortDirection(enum.Enum):
     """``SINK``: records from the host into a core's input stream; ``SOURCE``: a core's output
-    stream to the host."""
+    stream to the host. (The values are the ``INFO`` block's direction codes.)"""
     SINK = 0
     SOURCE = 1
-
-
-class LinkCommand(enum.IntEnum):
-    INFO = 0x01
-    STATUS = 0x02
-    WRITE = 0x03
-    READ = 0x04
-
-
-class LinkStatus(enum.IntEnum):
-    ACK = 0x00
-    BAD_CRC = 0x01
-    UNKNOWN_COMMAND = 0x02
-    TOO_LONG = 0x03
-    BAD_REQUEST = 0x04
 
 
 def record_bytes(layout):
@@ -162,12 +139,12 @@ class LinkController(wiring.Component):
 
     def info_block(self):
         """The ``INFO`` payload (``docs/board.md``)."""
-        block = MAGIC + struct.pack("<BBHIIIB", PROTOCOL_VERSION, len(self._ports),
-                                    self._max_payload, self._build_id, self._clock_hz,
-                                    self._baud, self.status_count)
-        for _, direction, layout in self._ports:
-            block += struct.pack("<BH", direction.value, record_bytes(layout))
-        return block
+        return Info(magic=MAGIC, version=PROTOCOL_VERSION,
+                    ports=[Port(direction.name.lower(), record_bytes(layout))
+                           for _, direction, layout in self._ports],
+                    max_payload=self._max_payload, build_id=self._build_id,
+                    clock_hz=self._clock_hz, baud=self._baud,
+                    status_words=self.status_count).pack()
 
     def elaborate(self, platform):
         m = Module()
