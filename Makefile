@@ -6,13 +6,14 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.lowprec-installed
 JOBS       ?= 2
 
-.PHONY: all deps iverilog test test-long demo bench verilator clean help formal
+.PHONY: all deps iverilog test test-long demo bench verilator clean help formal bitstream
 
 help:
 	@echo "make test       install everything missing, then run the test suite"
 	@echo "make demo       quantize the built-in activation sample to every MX format (golden + RTL)"
 	@echo "make bench      synthesis/place-and-route figures, golden and simulator speed"
 	@echo "make test-long  the long randomized sweeps (LOWPREC_LONG=1)"
+	@echo "make bitstream BOARD=icebreaker|ulx3s-85f|ecpix5-85   build a board's bitstream and timing report"
 	@echo "make formal     formal proofs of the bit packer/unpacker (SymbiYosys, z3; LOWPREC_LONG=1 adds deeper ones)"
 
 all: test
@@ -51,6 +52,11 @@ demo: deps
 
 bench: deps
 	$(VENV)/bin/lowprec bench --json bench-results.json
+
+BOARD ?= icebreaker
+
+bitstream: deps
+	$(VENV)/bin/lowprec build --board $(BOARD)
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis bench-results.json

@@ -109,7 +109,7 @@ class Board:
 # name: (platform, family, device, oscillator Hz, sys_hz, baud, UART bridge, flash command)
 _CHOICES = {
     "icebreaker": (ICEBreakerPlatform, "ice40", "iCE40UP5K-SG48",
-                   12_000_000, 36_000_000, 3_000_000, "FT2232H", "iceprog top.bin"),
+                   12_000_000, 12_000_000, 3_000_000, "FT2232H", "iceprog top.bin"),
     "ulx3s-85f": (ULX3S_85F_Platform, "ecp5", "LFE5U-85F-6BG381C",
                   25_000_000, 45_000_000, 3_000_000, "FT231X",
                   "openFPGALoader --board ulx3s top.bit"),

@@ -52,6 +52,11 @@ class BoardClient:
         self.link = link
         self.config = config
         self.top = BoardTop(config)
+        # The top is only read here (ports, layouts, core parameters), never elaborated.
+        for part in (self.top, self.top.link, self.top.compress, self.top.decompress,
+                     self.top.mac):
+            if part is not None:
+                part._MustUse__silence = True
         self._progress = progress
         self._ports = {}
         for number, (name, direction, layout) in enumerate(self.top.link.ports):

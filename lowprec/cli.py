@@ -401,6 +401,9 @@ def build_parser():
     d.add_argument("--lanes", type=int, default=8, help="elements per beat (default 8)")
     d.set_defaults(func=cmd_demo)
 
+    from .board_cli import add_board_commands
+    add_board_commands(commands)
+
     commands.add_parser(
         "bench", add_help=False, help="synthesis, place-and-route and speed figures",
         description="See 'lowprec bench --help'.")

@@ -106,6 +106,10 @@ class BoardSimulation:
         """Hold the board's reset for ``cycles`` clock cycles."""
         self._ask({"op": "reset", "cycles": int(cycles)})
 
+    def wait(self, cycles):
+        """Return once ``cycles`` more clock cycles have been simulated."""
+        self._ask({"op": "wait", "cycles": int(cycles)})
+
     def cycles(self):
         """Clock cycles simulated so far."""
         return self._ask({"op": "cycles"})["cycles"]
@@ -207,6 +211,8 @@ class _Bridge:
                     dut.rst.value = 1
                     await _cycles(request["cycles"])
                     dut.rst.value = 0
+                elif request["op"] == "wait":
+                    await _cycles(request["cycles"])
                 elif request["op"] == "cycles":
                     from cocotb.utils import get_sim_time
                     answer["cycles"] = int(get_sim_time("ns") // _PERIOD_NS)

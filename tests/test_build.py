@@ -7,6 +7,7 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from boards.build import BOARDS, Board, BoardWrapper, BuildReport, TimingError, build_bitstream
@@ -113,13 +114,14 @@ def test_board_clock_validation():
 
 def test_board_choices():
     assert {name: (b.sys_hz, b.baud, b.divisor) for name, b in BOARDS.items()} == {
-        "icebreaker": (36_000_000, 3_000_000, 12),
+        "icebreaker": (12_000_000, 3_000_000, 4),
         "ulx3s-85f": (45_000_000, 3_000_000, 15),
         "ecpix5-85": (60_000_000, 3_000_000, 20),
     }
     for board in BOARDS.values():
-        # Every sys_hz is reachable exactly from its oscillator.
-        assert board.pll().out_hz == board.sys_hz
+        # Every sys_hz is the oscillator's or reachable exactly from it.
+        assert board.pll() is None if board.sys_hz == board.clk_hz else \
+            board.pll().out_hz == board.sys_hz
         assert board.clk_hz == board.platform().default_clk_frequency
 
 
@@ -156,7 +158,8 @@ def _int_param(value):
 
 # Hand-checked PLL settings each build must put in the netlist.
 EXPECTED_PLL = {
-    "icebreaker": ("SB_PLL40_PAD", "ICESTORM_PLL",
+    "icebreaker": None,                                # 12 MHz straight from the oscillator
+    "icebreaker-36": ("SB_PLL40_PAD", "ICESTORM_PLL",
                    {"DIVR": 0, "DIVF": 47, "DIVQ": 4, "FILTER_RANGE": 1}),
     "ulx3s-85f": ("EHXPLLL", "EHXPLLL",
                   {"CLKI_DIV": 5, "CLKFB_DIV": 9, "CLKOP_DIV": 13, "CLKOP_CPHASE": 12}),
@@ -165,11 +168,16 @@ EXPECTED_PLL = {
 }
 
 
+#: The iCEBreaker with its PLL at 36 MHz (divisor 12), so that the iCE40 PLL is built too.
+ICEBREAKER_36 = Board("icebreaker-36", ICEBreakerPlatform, "ice40", "iCE40UP5K-SG48",
+                      12_000_000, 36_000_000, 3_000_000, "FT2232H", "iceprog top.bin")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["icebreaker", "ulx3s-85f", "ecpix5-85"])
+@pytest.mark.parametrize("name", ["icebreaker", "icebreaker-36", "ulx3s-85f", "ecpix5-85"])
 def test_build_echo(name, tmp_path):
-    board = BOARDS[name]
-    report = build_bitstream(Echo(), name, build_dir=tmp_path)
+    board = ICEBREAKER_36 if name == "icebreaker-36" else BOARDS[name]
+    report = build_bitstream(Echo(), board, build_dir=tmp_path)
     print(report.format())
 
     bitstream = tmp_path / board.bitstream
@@ -185,6 +193,10 @@ def test_build_echo(name, tmp_path):
     assert f"constraining clock net 'clock.clk_sync' to {board.sys_hz / 1e6:.2f} MHz" \
         in (tmp_path / "top.tim").read_text()
 
+    if EXPECTED_PLL[name] is None:
+        assert report.pll == {}
+        assert not _netlist_cells(tmp_path, "SB_PLL40_PAD")
+        return
     primitive, placed, expected = EXPECTED_PLL[name]
     (cell,) = _netlist_cells(tmp_path, primitive)
     assert {k: _int_param(cell["parameters"][k]) for k in expected} == expected
