@@ -137,7 +137,7 @@ class BoardTop(wiring.Component):
     - ``mac_cfg`` (sink): :data:`~hdl.mac.mac_config_layout`, held in a register that the
       :class:`~hdl.mac.ShiftMACArray` samples at each frame's first beat;
     - ``mac_in`` (sink): its beats; ``mac_read`` (sink): row addresses; ``mac_out`` (source):
-      the rows read.
+      the rows read (through a queue as deep as the array's result memory).
 
     Status words after the link counters: ``compress_cfg_errors`` (malformed descriptors),
     ``mac_rows`` (rows the MAC array has written).
@@ -212,10 +212,10 @@ class BoardTop(wiring.Component):
         wiring.connect(m, uart_rx.o, link.rx)
         wiring.connect(m, link.tx, uart_tx.i)
 
-        def queued(name, source, sink):
-            """``source`` to ``sink`` through a queue of ``fifo_depth`` entries."""
+        def queued(name, source, sink, depth=config.fifo_depth):
+            """``source`` to ``sink`` through a queue of ``depth`` entries."""
             width = Shape.cast(source.payload.shape()).width
-            fifo = SyncFIFOBuffered(width=width, depth=config.fifo_depth)
+            fifo = SyncFIFOBuffered(width=width, depth=depth)
             m.submodules[name] = fifo
             m.d.comb += [
                 fifo.w_data.eq(source.payload), fifo.w_en.eq(source.valid),
@@ -249,7 +249,9 @@ class BoardTop(wiring.Component):
             m.d.comb += mac.cfg.eq(mac_cfg)
             wiring.connect(m, link.mac_in, mac.i)
             wiring.connect(m, link.mac_read, mac.read)
-            wiring.connect(m, mac.o, link.mac_out)
+            # A row per address the host asked for: the queue holds a whole memory's worth, so
+            # one WRITE of addresses and one READ of rows move a group of rows.
+            queued("mac_queue", mac.o, link.mac_out, depth=mac.depth)
             status.append(mac.rows)
         for n, word in enumerate(status):
             m.d.comb += link.status[n].eq(word)

@@ -810,6 +810,11 @@ class ShiftMACArray(_MACParameters, wiring.Component):
             "rows": Out(32),
         })
 
+    @property
+    def depth(self):
+        """Rows of the result memory."""
+        return self._depth
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self._core(self._units)

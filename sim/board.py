@@ -1,12 +1,17 @@
 """A board top in simulation, its UART bridged to TCP sockets, so the host code
 (:mod:`boards.link`, :mod:`boards.host`) talks to the RTL exactly as to a board.
 
-Python side: :class:`BoardSimulation` (a context manager) converts a :class:`boards.tops.BoardTop`
-to Verilog, starts the simulator in a thread and gives the URL of the UART
-(``socket://127.0.0.1:PORT``, which ``serial.serial_for_url`` opens) and a control channel
-(reset the board, read the simulated time). Simulator side: the cocotb test
-:func:`board_bridge`, a UART model at the top's bit rate: bytes from the data socket are sent
-on ``rx`` as 8N1 characters, characters on ``tx`` are decoded and written to the socket.
+Python side: :class:`BoardSimulation` (a context manager) puts a :class:`boards.tops.BoardTop`
+into a :class:`BoardHarness`, converts it to Verilog, starts the simulator in a thread and gives
+the URL of the UART (``socket://127.0.0.1:PORT``, which ``serial.serial_for_url`` opens) and a
+control channel (reset the board, wait, read the simulated time). Simulator side: the cocotb
+test :func:`board_bridge` moves bytes between the data socket and the harness's host-side
+byte queues.
+
+The harness's host side is a UART of :mod:`hdl.uart` (tested on its own against a bit-level
+Python model in ``tests/test_uart.py``) with a queue each way, so the board's pins see real
+8N1 characters at its bit rate while the testbench handles whole bytes: a Python bit-banger
+would cost a simulator callback per bit and run several times slower.
 
 The heavy imports happen inside the Python-side functions, so that the testbench module stays
 light inside the simulator.
@@ -37,6 +42,62 @@ def _cycles(n):
 
 # ---- Python side -------------------------------------------------------------------------------
 
+def _harness_class():
+    from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.fifo import SyncFIFOBuffered
+    from amaranth.lib.wiring import In, Out
+    from hdl.uart import UARTReceiver, UARTTransmitter
+
+    class BoardHarness(wiring.Component):
+        """A board top with the host's side of its UART.
+
+        ``host_i``: bytes the host sends (a queue of ``queue_depth``, then a UART transmitter
+        on the top's ``rx``); ``host_o``: bytes the top sent (a UART receiver on its ``tx``,
+        then a queue); ``host_error``: the receiver has seen a character without a stop bit
+        (or its queue overflowed) since the start;
+        ``board_rst``: resets the top alone (the host side keeps its state, as a real host
+        does when a board is reset)."""
+
+        def __init__(self, top, *, queue_depth=2048):
+            self.top = top
+            self._queue_depth = queue_depth
+            super().__init__({
+                "host_i": In(stream.Signature(8)),
+                "host_o": Out(stream.Signature(8)),
+                "host_error": Out(1),
+                "board_rst": In(1),
+            })
+
+        def elaborate(self, platform):
+            m = Module()
+            divisor = self.top.config.divisor
+            m.submodules.top = ResetInserter({"sync": self.board_rst})(self.top)
+            m.submodules.host_tx = host_tx = UARTTransmitter(divisor=divisor)
+            m.submodules.host_rx = host_rx = UARTReceiver(divisor=divisor)
+            m.submodules.to_board = to_board = SyncFIFOBuffered(width=8,
+                                                                 depth=self._queue_depth)
+            m.submodules.from_board = from_board = SyncFIFOBuffered(width=8,
+                                                                    depth=self._queue_depth)
+            m.d.comb += [
+                to_board.w_data.eq(self.host_i.payload), to_board.w_en.eq(self.host_i.valid),
+                self.host_i.ready.eq(to_board.w_rdy),
+                host_tx.i.payload.eq(to_board.r_data), host_tx.i.valid.eq(to_board.r_rdy),
+                to_board.r_en.eq(host_tx.i.ready),
+                self.top.rx.eq(host_tx.tx),
+                host_rx.rx.eq(self.top.tx),
+                from_board.w_data.eq(host_rx.o.payload), from_board.w_en.eq(host_rx.o.valid),
+                host_rx.o.ready.eq(from_board.w_rdy),
+                self.host_o.payload.eq(from_board.r_data),
+                self.host_o.valid.eq(from_board.r_rdy),
+                from_board.r_en.eq(self.host_o.ready),
+            ]
+            with m.If(host_rx.error):
+                m.d.sync += self.host_error.eq(1)
+            return m
+
+    return BoardHarness
+
 class BoardSimulation:
     """Runs a :class:`~boards.tops.BoardTop` of ``config`` in a simulator.
 
@@ -50,6 +111,7 @@ class BoardSimulation:
         from boards.tops import BoardTop
         self.config = config
         self.top = BoardTop(config)
+        self.harness = _harness_class()(self.top)
         self._simulator = simulator
         self._timeout_s = timeout_s
         self._thread = None
@@ -70,7 +132,7 @@ class BoardSimulation:
 
         def run():
             try:
-                run_cocotb(self.top, "sim.board", spec, simulator=self._simulator,
+                run_cocotb(self.harness, "sim.board", spec, simulator=self._simulator,
                            timeout_s=self._timeout_s, context=f"board {self.config.name}")
             except BaseException as e:                           # reported on exit
                 self._error = e
@@ -136,29 +198,23 @@ class BoardSimulation:
 # ---- Simulator side ----------------------------------------------------------------------------
 
 class _Bridge:
-    def __init__(self, dut, divisor):
+    """Moves bytes between the sockets and the harness's byte streams; ``poll`` cycles between
+    looks when nothing moves."""
+
+    def __init__(self, dut, poll):
         self.dut = dut
-        self.divisor = divisor
+        self.poll = poll
         self.to_board = bytearray()
         self.running = True
 
-    async def send_bytes(self, data):
-        """Drive ``rx``: bytes waiting from the socket as 8N1 characters."""
-        dut, d = self.dut, self.divisor
-        await RisingEdge(dut.clk)
-        await Timer(_PERIOD_NS * 250, unit="ps")               # change rx between edges
-        while self.running:
-            if not self.to_board:
-                self.poll_data()
-                if not self.to_board:
-                    await _cycles(d)
-                    continue
-            byte = self.to_board.pop(0)
-            for bit in [0] + [(byte >> n) & 1 for n in range(8)] + [1]:
-                dut.rx.value = bit
-                await _cycles(d)
-
     def poll_data(self):
+        if self.data is None:                  # the host opens the UART's URL when it likes
+            try:
+                self.data = self.listener.accept()[0]
+            except BlockingIOError:
+                return
+            self.data.setblocking(False)
+            self.data.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             chunk = self.data.recv(65536)
         except BlockingIOError:
@@ -169,26 +225,44 @@ class _Bridge:
             self.running = False
         self.to_board += chunk
 
-    async def receive_bytes(self):
-        """Decode ``tx`` and pass the characters on to the socket."""
-        dut, d = self.dut, self.divisor
+    async def move_bytes(self):
+        """A byte each way per clock cycle while there are any; a timer wait otherwise. Inputs
+        are driven at falling edges, half a cycle from the rising edges where the design
+        samples them (a write in a rising edge's time step would race with the design's own
+        processes there), and the handshake is read at the rising edge."""
+        dut = self.dut
+        dut.host_i__valid.value = 0
+        dut.host_o__ready.value = 0                      # high only while bytes are read
         while self.running:
-            await FallingEdge(dut.tx)
-            # Sample in the middle of each bit, a quarter period away from any clock edge.
-            await Timer(d * _PERIOD_NS * 500 + _PERIOD_NS * 250, unit="ps")
-            if dut.tx.value != 0:
-                continue                                        # a glitch, not a start bit
-            byte = 0
-            for n in range(8):
-                await _cycles(d)
-                byte |= int(dut.tx.value) << n
-            await _cycles(d)
-            if dut.tx.value != 1:
+            await FallingEdge(dut.clk)
+            self.poll_data()
+            received = bytearray()
+            moved = True
+            while moved:
+                sending = bool(self.to_board)
+                if sending:
+                    dut.host_i__payload.value = self.to_board[0]
+                dut.host_i__valid.value = int(sending)
+                dut.host_o__ready.value = 1
+                await RisingEdge(dut.clk)
+                if sending and dut.host_i__ready.value == 1:
+                    del self.to_board[0]
+                got = dut.host_o__valid.value == 1
+                if got:
+                    received.append(int(dut.host_o__payload.value))
+                moved = sending or got
+                await FallingEdge(dut.clk)
+            dut.host_i__valid.value = 0
+            dut.host_o__ready.value = 0
+            if dut.host_error.value == 1:
                 raise AssertionError("Board sent a character without a stop bit")
-            try:
-                self.data.sendall(bytes([byte]))
-            except OSError:
-                self.running = False
+            if received:
+                try:
+                    self.data.sendall(bytes(received))
+                except OSError:
+                    self.running = False
+            else:
+                await _cycles(self.poll)
 
     async def serve_control(self):
         dut = self.dut
@@ -208,9 +282,10 @@ class _Bridge:
                 request = json.loads(line)
                 answer = {}
                 if request["op"] == "reset":
-                    dut.rst.value = 1
+                    await FallingEdge(dut.clk)
+                    dut.board_rst.value = 1
                     await _cycles(request["cycles"])
-                    dut.rst.value = 0
+                    dut.board_rst.value = 0
                 elif request["op"] == "wait":
                     await _cycles(request["cycles"])
                 elif request["op"] == "cycles":
@@ -230,8 +305,9 @@ async def board_bridge(dut):
     spec = _load()
     result = {"error": None}
     try:
-        bridge = _Bridge(dut, spec["divisor"])
-        dut.rx.value = 1
+        bridge = _Bridge(dut, spec["divisor"] * 8)
+        dut.board_rst.value = 0
+        dut.host_i__valid.value = 0
         dut.rst.value = 1
         cocotb.start_soon(Clock(dut.clk, _PERIOD_NS, unit="ns").start())
         await _cycles(4)
@@ -248,16 +324,13 @@ async def board_bridge(dut):
             json.dump({"data": listeners[0].getsockname()[1],
                        "control": listeners[1].getsockname()[1]}, f)
         os.rename(tmp, spec["ready_file"])
-        for s in listeners:
-            s.settimeout(120)
+        listeners[1].settimeout(120)
         bridge.control = listeners[1].accept()[0]
-        bridge.data = _accept_data(listeners[0])
-        for s in (bridge.data, bridge.control):
-            s.setblocking(False)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        bridge.control.setblocking(False)
+        listeners[0].setblocking(False)
+        bridge.listener, bridge.data = listeners[0], None
 
-        cocotb.start_soon(bridge.send_bytes(None))
-        cocotb.start_soon(bridge.receive_bytes())
+        cocotb.start_soon(bridge.move_bytes())
         deadline = time.monotonic() + spec["wall_timeout_s"]
         control = cocotb.start_soon(bridge.serve_control())
         while bridge.running:
@@ -265,15 +338,12 @@ async def board_bridge(dut):
             if time.monotonic() > deadline:
                 raise AssertionError(f"Board simulation ran past {spec['wall_timeout_s']} s")
         await _cycles(128)
-        for s in (bridge.data, bridge.control):
-            s.close()
+        for s in (bridge.data, bridge.control, *listeners):
+            if s is not None:
+                s.close()
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
         _write_result(result)
 
-
-def _accept_data(listener):
-    """The data connection: the host opens the UART's URL once it has the control channel."""
-    return listener.accept()[0]
