@@ -190,6 +190,56 @@ def cmd_board_info(args):
     return 0
 
 
+def cmd_board_throughput(args):
+    """Measure each operation of the top over the simulated UART and compare it with the
+    on-chip engines' rate at the clock frequency."""
+    import golden
+    from boards.host import BoardClient
+    from sim.stimulus import float_blocks
+    if not args.sim:
+        raise BoardUsageError("throughput runs on the simulated board: give --sim")
+    from boards.tops import top_config
+    config = _top_config(args)
+    baud = top_config(args.board).baud          # a rate per bit time holds at any divisor
+    rng = np.random.default_rng(0)
+    rows = []
+    with _Connection(args, config) as connection:
+        client = BoardClient(connection.link, config)
+        sim, top = connection.sim, client.top
+
+        def measure(what, count, on_chip, job):
+            start = sim.cycles()
+            job()
+            bits = (sim.cycles() - start) / config.divisor
+            rows.append((what, count, count / (bits / baud), on_chip))
+
+        if top.compress is not None:
+            x = float_blocks(args.elements // 32, 32, "bf16", "e4m3", rng).reshape(
+                -1, 512).astype(np.float32)
+            cfg = golden.CompressionConfig(elem="e4m3", zero_mode="zvc")
+            frame = []
+            measure("compress (elements/s)", x.size, config.clock_hz * top.compress.lanes,
+                    lambda: frame.append(client.compress(x, cfg)))
+            measure("decompress (elements/s)", x.size,
+                    config.clock_hz * config.params("decompress").get("lanes", 1),
+                    lambda: client.decompress(frame[0]))
+        if top.mac is not None:
+            p = config.params("mac")
+            n = 128
+            T = max(1, args.elements // (p["units"] * n))
+            a = rng.integers(-8, 8, (T, p["units"], n))
+            g = rng.integers(0, 16, (T, n))
+            measure("mac (products/s)", a.size, config.clock_hz * p["units"] * p["lanes"],
+                    lambda: client.mac(a, g))
+    print(f"{config.name}: {baud:,} baud, {config.clock_hz / 1e6:g} MHz "
+          f"(simulated with {config.divisor} cycles per bit)")
+    print(f"  {'operation':<26}{'count':>8}{'over UART':>14}{'on chip':>16}{'limit':>7}")
+    for what, count, host, chip in rows:
+        print(f"  {what:<26}{count:>8}{host:>14,.0f}{chip:>16,.0f}"
+              f"{'UART' if host < chip else 'chip':>7}")
+    return 0
+
+
 def cmd_build(args):
     from boards.build import TimingError, build_bitstream
     from boards.synth import SynthError
@@ -253,6 +303,16 @@ def add_board_commands(commands):
     run.add_argument("--no-check", action="store_true", help="skip the golden-model check")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_board_run)
+
+    throughput = sub.add_parser(
+        "throughput", help="operations per second over the UART vs on chip (with --sim)",
+        description="Time compress, decompress and mac jobs on the simulated board in UART "
+                    "bit times, and give the rate at the board's baud rate beside the "
+                    "on-chip engines' rate at its clock.")
+    common(throughput)
+    throughput.add_argument("--elements", type=int, default=4096,
+                            help="elements (products for mac) per job (default 4096)")
+    throughput.set_defaults(func=cmd_board_throughput)
 
     info = sub.add_parser("info", help="the board's build, ports and counters")
     common(info)
