@@ -163,10 +163,12 @@ def cmd_board_run(args):
         where = "simulated board" if connection.sim else args.port
         print(f"{op} on {config.name} ({where}): {summary}")
         if connection.sim:
+            from boards.tops import top_config
+            baud = top_config(args.board).baud   # a rate per bit time holds at any divisor
             bit_times = (connection.sim.cycles() - sim_start) / config.divisor
-            rate = elements / (bit_times / config.baud)
-            print(f"  {bit_times:.0f} bit times: {rate:,.0f} elements/s at {config.baud:,} "
-                  f"baud ({seconds:.1f} s of simulation)")
+            rate = elements / (bit_times / baud)
+            print(f"  {bit_times:.0f} bit times: {rate:,.0f} elements/s at the board's "
+                  f"{baud:,} baud ({seconds:.1f} s of simulation)")
         else:
             print(f"  {seconds:.2f} s: {elements / seconds:,.0f} elements/s")
         print("  golden check: " + ("skipped" if args.no_check else "identical"))

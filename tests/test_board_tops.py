@@ -192,7 +192,7 @@ def test_cli_board_run_mac_sim(tmp_path, capsys):
                              str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npy"),
                              "--config", "rounding=stochastic,seed=11,phase=1")
     assert code == 0, err
-    assert "golden check: identical" in out and "elements/s at 3,000,000 baud" in out
+    assert "golden check: identical" in out and "elements/s at the board's 3,000,000 baud" in out
     frame = {"a": a, "g": g, "rounding": "stochastic", "seed": 11, "phase": 1}
     from boards.tops import BoardTop
     expected = mac_expected(frame, BoardTop(ICEBREAKER).mac)["values"]
