@@ -6,6 +6,7 @@ behind which ports is a board top's choice (:mod:`boards.tops`).
 """
 
 import enum
+from contextlib import contextmanager
 
 from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
@@ -264,29 +265,29 @@ class LinkController(wiring.Component):
                     with m.Else():
                         m.d.comb += bump["garbage"].eq(1)
 
-            def receive(m, next_state):
+            @contextmanager
+            def byte_in(m):
+                """The body runs when the request's next byte arrives; a request whose bytes
+                stop for ``idle_timeout`` cycles is dropped."""
                 m.d.comb += receiving.eq(1)
                 with m.If(timed_out):
                     m.d.comb += bump["timeouts"].eq(1)
                     m.next = "IDLE"
                 with m.Elif(self.rx.valid):
                     yield
-                    m.next = next_state
 
             with m.State("CODE"):
-                for _ in receive(m, "LENGTH-LOW"):
+                with byte_in(m):
                     m.d.comb += crc.valid.eq(1)
                     m.d.sync += code.eq(rx_byte)
+                    m.next = "LENGTH-LOW"
             with m.State("LENGTH-LOW"):
-                for _ in receive(m, "LENGTH-HIGH"):
+                with byte_in(m):
                     m.d.comb += crc.valid.eq(1)
                     m.d.sync += length[:8].eq(rx_byte)
+                    m.next = "LENGTH-HIGH"
             with m.State("LENGTH-HIGH"):
-                m.d.comb += receiving.eq(1)
-                with m.If(timed_out):
-                    m.d.comb += bump["timeouts"].eq(1)
-                    m.next = "IDLE"
-                with m.Elif(self.rx.valid):
+                with byte_in(m):
                     full = Cat(length[:8], rx_byte)
                     m.d.comb += crc.valid.eq(1)
                     m.d.sync += [
@@ -304,11 +305,7 @@ class LinkController(wiring.Component):
                     with m.Else():
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
-                m.d.comb += receiving.eq(1)
-                with m.If(timed_out):
-                    m.d.comb += bump["timeouts"].eq(1)
-                    m.next = "IDLE"
-                with m.Elif(self.rx.valid):
+                with byte_in(m):
                     m.d.comb += crc.valid.eq(1)
                     m.d.comb += [
                         wr.addr.eq(index),
@@ -331,11 +328,13 @@ class LinkController(wiring.Component):
                     with m.If(index + 1 == length):
                         m.next = "CRC-LOW"
             with m.State("CRC-LOW"):
-                for _ in receive(m, "CRC-HIGH"):
+                with byte_in(m):
                     m.d.sync += received_crc[:8].eq(rx_byte)
+                    m.next = "CRC-HIGH"
             with m.State("CRC-HIGH"):
-                for _ in receive(m, "CHECK"):
+                with byte_in(m):
                     m.d.sync += received_crc[8:].eq(rx_byte)
+                    m.next = "CHECK"
 
             with m.State("CHECK"):
                 m.d.sync += [index.eq(0), done_records.eq(0), poll.eq(0), fetched.eq(0)]

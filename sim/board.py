@@ -332,7 +332,7 @@ async def board_bridge(dut):
 
         cocotb.start_soon(bridge.move_bytes())
         deadline = time.monotonic() + spec["wall_timeout_s"]
-        control = cocotb.start_soon(bridge.serve_control())
+        cocotb.start_soon(bridge.serve_control())
         while bridge.running:
             await _cycles(1024)
             if time.monotonic() > deadline:
