@@ -73,11 +73,10 @@ class BoardClient:
                 f"Board runs build {info.build_id:08x}, not {self.config.build_id:08x} "
                 f"(top {self.config.name!r}): the bitstream was built from another "
                 f"configuration; rebuild it or pick the matching --board")
-        expected = [(d.value, rb) for (_, d, l), rb in
-                    zip(top.link.ports, (p[2] for p in self._ports.values()))]
-        got = [(0 if p.direction in (0, "sink") else 1, p.record_bytes) for p in info.ports]
-        if got != expected:
-            raise BoardMismatch(f"Board ports {got} differ from the top's {expected}")
+        from boards.protocol import Info
+        expected = Info.parse(top.link.info_block())
+        if info != expected:
+            raise BoardMismatch(f"Board's INFO block {info} differs from the top's {expected}")
 
     def _port(self, name):
         if name not in self._ports:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import golden
-from boards.host import BoardClient, ResultMismatch
+from boards.host import BoardClient, BoardMismatch, ResultMismatch
 from boards.link import Link, LinkNAK, open_serial
 from boards.protocol import (Command, FrameDecoder, Status, encode_frame, encode_info,
                              encode_status, encode_write)
@@ -101,6 +101,8 @@ def test_icebreaker_top():
         serial, client = connect(sim, ICEBREAKER)
         assert client.info.build_id == ICEBREAKER.build_id
         assert client.top.compress is None and client.top.decompress is None
+        with pytest.raises(BoardMismatch, match="Board runs build [0-9a-f]{8}, not "):
+            BoardClient(client.link, ICEBREAKER.replace(fifo_depth=256))
 
         # 4096 products in 16 dot products of 256; then stochastic rounding, odd phase.
         a, g = mac_codes(rng, 16, 1, 256)
