@@ -3,6 +3,7 @@ encoded and responses decoded by the host side of the protocol (boards/protocol.
 is Python's binascii.crc_hqx), records checked against what a FIFO behind the ports must give.
 """
 
+import random
 import struct
 
 import pytest
@@ -53,6 +54,7 @@ def run_link(script):
     sim = Simulator(harness)
     sim.add_clock(1e-6)
     results = {}
+    stalls = random.Random(7)
 
     class IO:
         def __init__(self, ctx):
@@ -73,18 +75,18 @@ def run_link(script):
             await self.ctx.tick().repeat(cycles)
 
         async def responses(self, cycles=3000):
-            """Collect response bytes until ``cycles`` pass without one."""
+            """Collect response bytes, ``tx.ready`` low in random cycles, until ``cycles``
+            pass without ``tx.valid``."""
             ctx = self.ctx
-            ctx.set(link.tx.ready, 1)
             got, quiet = bytearray(), 0
             while quiet < cycles:
+                ready = stalls.random() < 0.6
+                ctx.set(link.tx.ready, ready)
                 valid, byte = ctx.get(link.tx.valid), ctx.get(link.tx.payload)
                 await ctx.tick()
-                if valid:
+                if valid and ready:
                     got.append(byte)
-                    quiet = 0
-                else:
-                    quiet += 1
+                quiet = 0 if valid else quiet + 1
             ctx.set(link.tx.ready, 0)
             return FrameDecoder().feed(bytes(got))
 
