@@ -26,7 +26,6 @@ a board.
 
 import dataclasses
 import json
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +38,8 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from .clocks import BoardClock, ecp5_pll_params, ice40_pll_params
-from .synth import (_PREPARE_LOCK, SynthError, _critical_path, _fmax, _set_tool_defaults,
-                    _tail, _warm_up, _write_plan)
+from .synth import (_PREPARE_LOCK, SynthError, _critical_path, _fmax, _run_plan,
+                    _set_tool_defaults, _tail, _warm_up)
 
 __all__ = ["Board", "BOARDS", "BoardWrapper", "BuildReport", "TimingError", "build_bitstream"]
 
@@ -227,15 +226,7 @@ def build_bitstream(top, board, *, build_dir, seed=1):
             wrapper, name="top", do_build=False,
             nextpnr_opts=f"--report top.report.json --timing-allow-fail --seed {int(seed)}",
         )
-    _write_plan(plan, root)
-    log = root / "build.log"
-    with open(log, "w") as f:
-        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=root,
-                              stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        rpt = root / ("top.tim" if (root / "top.json").exists() else "top.rpt")
-        raise SynthError(f"{board.name} build failed (exit {proc.returncode}); "
-                         f"log tail:\n{_tail(log)}\n--- {rpt.name}:\n{_tail(rpt)}")
+    log = _run_plan(plan, root, board.name)
     seconds = time.monotonic() - start
 
     bitstream = root / board.bitstream

@@ -456,6 +456,22 @@ def _tail(path, lines=40):
     return "\n".join(text[-lines:])
 
 
+def _run_plan(plan, root, what):
+    """Write the build ``plan`` into ``root`` and run it, its output in ``root/build.log``;
+    raises :class:`SynthError` (naming ``what``, with the tails of the log and of nextpnr's
+    report) if a tool fails. Returns the log's path."""
+    _write_plan(plan, root)
+    log = root / "build.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=root,
+                              stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        rpt = root / ("top.tim" if (root / "top.json").exists() else "top.rpt")
+        raise SynthError(f"{what} build failed (exit {proc.returncode}); "
+                         f"log tail:\n{_tail(log)}\n--- {rpt.name}:\n{_tail(rpt)}")
+    return log
+
+
 def _fmax(report):
     """(achieved MHz, constraint MHz) of the slowest constrained clock in a nextpnr report."""
     fmax = report.get("fmax", {})
@@ -519,15 +535,7 @@ def synthesize(component, *, device, target_mhz=None, build_dir=None, seed=1, ds
     else:
         root = Path(build_dir)
     try:
-        _write_plan(plan, root)
-        log = root / "build.log"
-        with open(log, "w") as f:
-            proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=root,
-                                  stdout=f, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            rpt = root / ("top.tim" if (root / "top.json").exists() else "top.rpt")
-            raise SynthError(f"{device} build failed (exit {proc.returncode}); "
-                             f"log tail:\n{_tail(log)}\n--- {rpt.name}:\n{_tail(rpt)}")
+        _run_plan(plan, root, device)
         seconds = time.monotonic() - start
 
         stat = json.loads((root / "top.stat.json").read_text())
